@@ -1,0 +1,223 @@
+//! `config.toml`: where herald keeps its data, where it reads definitions,
+//! how long it keeps runs, and the notification channels (whose URLs are
+//! secrets and so never appear in definitions).
+//!
+//! Lookup order: `--config FILE`, else `./config.toml`, else
+//! `/etc/herald/config.toml`, else the built-in defaults, which are the same as
+//! the shipped `config.toml`. Relative paths in a file are relative to the
+//! file's directory, so `/etc/herald/config.toml` can say `data_dir = "data"`.
+
+use crate::definition::duration::serde_human;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the system-wide config lives when there is none in the working dir.
+pub const SYSTEM_CONFIG: &str = "/etc/herald/config.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// sled database and the daemon's address file.
+    pub data_dir: PathBuf,
+    /// Directory of `*.json` pipeline definitions.
+    pub definitions_dir: PathBuf,
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
+    pub log_level: String,
+    pub store: StoreConfig,
+    pub notify: NotifyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            definitions_dir: PathBuf::from("./definitions"),
+            log_level: "info".to_string(),
+            store: StoreConfig::default(),
+            notify: NotifyConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
+    /// Runs older than this are pruned.
+    #[serde(with = "serde_human")]
+    pub retention: Duration,
+    /// At most this many runs are kept; the oldest go first.
+    pub max_runs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_mb: 32,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_runs: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Generic webhook channels by name: `[notify.webhook.ops]`.
+    pub webhook: BTreeMap<String, WebhookChannel>,
+}
+
+/// Where a `webhook` notify node posts. Give `url`, or `url_env` naming an
+/// environment variable that holds it (keeps the secret out of the file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookChannel {
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    /// Extra headers, e.g. an Authorization header for the receiver.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl WebhookChannel {
+    /// The channel's URL, from the file or the environment.
+    pub fn resolve_url(&self) -> Result<String, String> {
+        if let Some(url) = &self.url {
+            return Ok(url.clone());
+        }
+        match &self.url_env {
+            Some(var) => std::env::var(var)
+                .map_err(|_| format!("environment variable {var} (url_env) is not set")),
+            None => Err("has neither `url` nor `url_env`".to_string()),
+        }
+    }
+}
+
+impl Config {
+    /// Finds and reads the config: `explicit`, else `./config.toml`, else the
+    /// system file, else defaults. Returns the path it read, if any.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let candidates: Vec<PathBuf> = match explicit {
+            Some(p) => vec![p.to_path_buf()],
+            None => vec![PathBuf::from("config.toml"), PathBuf::from(SYSTEM_CONFIG)],
+        };
+        for path in candidates {
+            if explicit.is_none() && !path.exists() {
+                continue;
+            }
+            let config = Self::from_file(&path)?;
+            return Ok((config, Some(path)));
+        }
+        Ok((Config::default(), None))
+    }
+
+    /// Reads one file; relative paths in it become relative to its directory.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(base) = base {
+            config.data_dir = join_relative(base, &config.data_dir);
+            config.definitions_dir = join_relative(base, &config.definitions_dir);
+        }
+        Ok(config)
+    }
+
+    /// Parses config text; the message carries toml's line and column.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.store.max_runs == 0 {
+            return Err("store.max_runs must be at least 1".to_string());
+        }
+        if self.store.cache_mb == 0 {
+            return Err("store.cache_mb must be at least 1".to_string());
+        }
+        for (name, channel) in &self.notify.webhook {
+            if channel.url.is_none() && channel.url_env.is_none() {
+                return Err(format!(
+                    "notify.webhook.{name} needs `url` or `url_env`"
+                ));
+            }
+            if let Some(url) = &channel.url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!(
+                    "notify.webhook.{name}.url must start with http:// or https://"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join_relative(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_equals_builtin_defaults() {
+        let shipped = Config::parse(include_str!("../config.toml")).unwrap();
+        assert_eq!(shipped, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_a_line() {
+        let err = Config::parse("listen = \"127.0.0.1:1\"\ndata_dri = \"x\"\n").unwrap_err();
+        assert!(err.contains("data_dri"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn webhook_channel_needs_a_url() {
+        let err = Config::parse("[notify.webhook.ops]\nheaders = {}\n").unwrap_err();
+        assert!(err.contains("notify.webhook.ops"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let dir = std::env::temp_dir().join(format!("herald-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.toml");
+        std::fs::write(&file, "data_dir = \"data\"\ndefinitions_dir = \"/abs/defs\"\n").unwrap();
+        let config = Config::from_file(&file).unwrap();
+        assert_eq!(config.data_dir, dir.join("data"));
+        assert_eq!(config.definitions_dir, PathBuf::from("/abs/defs"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

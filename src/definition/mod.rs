@@ -1,0 +1,199 @@
+//! Pipeline definitions: the JSON format, its validation, and the loaded set.
+//!
+//! A definition file is parsed into a [`Definition`] whose nodes already hold
+//! their built executors, so a loaded definition is known to be runnable.
+//! Everything wrong with a file is reported at once, each problem with the file,
+//! the JSON path and the line ([`DefinitionError`]).
+
+mod builtin;
+pub mod condition;
+pub mod duration;
+mod error;
+mod locate;
+mod parse;
+mod set;
+
+pub use builtin::{BUILTIN_NAME, builtin_definition};
+pub use condition::Condition;
+pub use error::{DefinitionError, Issue};
+pub use parse::parse_definition;
+pub use set::{DefinitionSet, Invalid, load_file};
+
+use crate::nodes::NodeExecutor;
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A validated, runnable pipeline definition.
+#[derive(Debug)]
+pub struct Definition {
+    /// The file stem, or `default` for the built-in pipeline.
+    pub name: String,
+    /// The `version` the author wrote.
+    pub version: String,
+    pub description: Option<String>,
+    /// Hash of the file's bytes: what a run records as the version it ran.
+    pub version_hash: String,
+    pub schedule: Option<Schedule>,
+    pub trigger: Option<Trigger>,
+    pub defaults: Defaults,
+    /// In file order; execution starts at the first and follows `next`.
+    pub nodes: Vec<Node>,
+    /// The document as written, for display.
+    pub document: Value,
+}
+
+impl Definition {
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Node ids in execution order: the first node, then along `next`.
+    pub fn chain(&self) -> Vec<&Node> {
+        let mut out: Vec<&Node> = Vec::with_capacity(self.nodes.len());
+        let mut current = self.nodes.first();
+        while let Some(node) = current {
+            if out.iter().any(|n| n.id == node.id) {
+                break; // validation rejects cycles; never loop regardless
+            }
+            out.push(node);
+            current = node.next.as_deref().and_then(|next| self.node(next));
+        }
+        out
+    }
+}
+
+/// Run-wide defaults for retries and timeouts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    /// Retries after the first attempt (3 → up to 4 attempts).
+    pub max_retries: u32,
+    pub timeout: Duration,
+    /// First backoff step; doubles per retry, with full jitter, capped at 30s.
+    pub backoff: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            max_retries: 3,
+            timeout: Duration::from_secs(30),
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// One node of a definition, ready to run.
+pub struct Node {
+    pub id: String,
+    pub node_type: String,
+    pub config: Value,
+    pub next: Option<String>,
+    pub required: bool,
+    pub skip_if_errors: Vec<String>,
+    pub skip_if_condition: Option<Condition>,
+    /// Retries after the first attempt, resolved against the defaults.
+    pub retries: u32,
+    /// Per-attempt timeout, resolved against the defaults.
+    pub timeout: Duration,
+    pub executor: Arc<dyn NodeExecutor>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("node_type", &self.node_type)
+            .field("next", &self.next)
+            .field("required", &self.required)
+            .field("retries", &self.retries)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When a definition runs on its own.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Schedule {
+    #[serde(flatten)]
+    pub timing: Timing,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_human")]
+    pub jitter: Option<Duration>,
+    pub catch_up: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timing {
+    #[serde(with = "duration::serde_human")]
+    Every(Duration),
+    Cron(String),
+}
+
+mod opt_human {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serde_human::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Which incoming alerts start a definition.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct Trigger {
+    /// Webhook drivers (`alertmanager`, `grafana`, …); empty = any.
+    pub sources: Vec<String>,
+    /// Alert fields (`severity`, `labels.team`) that must equal these values.
+    #[serde(rename = "match")]
+    pub matchers: Vec<(String, String)>,
+    /// `firing` and/or `resolved`; empty = any.
+    pub status: Vec<String>,
+}
+
+/// The webhook sources herald knows by name, for `trigger.sources`.
+pub const KNOWN_SOURCES: &[&str] = &[
+    "alertmanager",
+    "grafana",
+    "prometheus",
+    "pagerduty",
+    "datadog",
+    "newrelic",
+    "opsgenie",
+    "zabbix",
+    "herald",
+    "generic",
+];
+
+/// "unknown key `x`" with the closest known key suggested.
+pub fn unknown_key_message(key: &str, known: &[&str]) -> String {
+    match did_you_mean(key, known) {
+        Some(s) => format!("unknown key `{key}`; did you mean `{s}`?"),
+        None => format!("unknown key `{key}`; known keys: {}", known.join(", ")),
+    }
+}
+
+/// The closest candidate to `word`, if it is close enough to be a typo.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(word, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// "a string", "a number"… for error messages.
+pub fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,146 @@
+//! The definitions currently loaded: every `*.json` in the definitions
+//! directory, plus the built-in `default`. Invalid files are kept with their
+//! errors so that `herald definitions` (and later the API) can show them.
+
+use super::{BUILTIN_NAME, Definition, DefinitionError, Issue, builtin_definition, parse_definition};
+use crate::nodes::HandlerRegistry;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A definition file that did not load, with why.
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    pub path: PathBuf,
+    pub error: DefinitionError,
+}
+
+/// Loaded definitions by name.
+#[derive(Debug, Default, Clone)]
+pub struct DefinitionSet {
+    valid: BTreeMap<String, Arc<Definition>>,
+    invalid: BTreeMap<String, Invalid>,
+}
+
+impl DefinitionSet {
+    /// Loads every `*.json` in `dir` (not recursive), plus the built-in.
+    /// Fails only when the directory itself cannot be read; bad files are
+    /// recorded as invalid.
+    pub fn load_dir(dir: &Path, handlers: &HandlerRegistry) -> Result<Self, std::io::Error> {
+        let mut set = Self::with_builtin(handlers);
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot read definitions directory {}: {e}", dir.display()),
+            )
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+            .collect();
+        paths.sort();
+        for path in paths {
+            let name = definition_name(&path);
+            match load_file(&path, handlers) {
+                Ok(def) => {
+                    set.valid.insert(name, Arc::new(def));
+                }
+                Err(error) => {
+                    set.invalid.insert(name, Invalid { path, error });
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Only the built-in pipeline.
+    pub fn with_builtin(handlers: &HandlerRegistry) -> Self {
+        let mut set = DefinitionSet::default();
+        match builtin_definition(handlers) {
+            Ok(def) => {
+                set.valid.insert(BUILTIN_NAME.to_string(), Arc::new(def));
+            }
+            // Only a handler registry without the built-in types gets here
+            // (tests that bring their own handlers).
+            Err(error) => {
+                set.invalid.insert(
+                    BUILTIN_NAME.to_string(),
+                    Invalid {
+                        path: PathBuf::from("<builtin>"),
+                        error,
+                    },
+                );
+            }
+        }
+        set
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Definition>> {
+        self.valid.get(name).cloned()
+    }
+
+    pub fn invalid(&self, name: &str) -> Option<&Invalid> {
+        self.invalid.get(name)
+    }
+
+    pub fn valid(&self) -> impl Iterator<Item = &Arc<Definition>> {
+        self.valid.values()
+    }
+
+    pub fn invalid_files(&self) -> impl Iterator<Item = (&str, &Invalid)> {
+        self.invalid.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.valid
+            .keys()
+            .chain(self.invalid.keys())
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// The definition name for a file: its stem.
+pub fn definition_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads and validates one definition file.
+pub fn load_file(path: &Path, handlers: &HandlerRegistry) -> Result<Definition, DefinitionError> {
+    let file = path.display().to_string();
+    let name = definition_name(path);
+    if name == BUILTIN_NAME {
+        return Err(DefinitionError {
+            file,
+            issues: vec![Issue::new(
+                "",
+                format!(
+                    "the name `{BUILTIN_NAME}` is reserved for the built-in pipeline; rename the file"
+                ),
+            )],
+        });
+    }
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                return Err(DefinitionError {
+                    file,
+                    issues: vec![Issue::new(
+                        "",
+                        format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+                    )],
+                });
+            }
+        },
+        Err(e) => {
+            return Err(DefinitionError {
+                file,
+                issues: vec![Issue::new("", format!("cannot read: {e}"))],
+            });
+        }
+    };
+    parse_definition(&name, &file, &text, handlers)
+}

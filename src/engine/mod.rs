@@ -1,0 +1,451 @@
+//! The engine runs one definition for one payload.
+//!
+//! It starts at the first node and follows `next`. Before each node it
+//! applies the skip rules (`skip_if_errors`, `skip_if_condition`); it runs the
+//! node with its timeout and retries (exponential backoff, full jitter; only
+//! errors the handler calls retryable are retried); it records every attempt
+//! as a [`StageExecution`] and keeps the node's output for the nodes after it.
+//! A failed required node ends the run as `FAILED`; a failed optional node is
+//! recorded and the run goes on.
+//!
+//! [`Engine::resume`] continues a failed run: nodes whose last attempt
+//! succeeded are not run again, their recorded outputs are used instead.
+
+mod backoff;
+mod result;
+
+pub use backoff::{ceiling as backoff_ceiling, delay as backoff_delay};
+pub use result::{NodeResult, RunResult};
+
+use crate::definition::condition::NodeFacts;
+use crate::definition::{Definition, Node};
+use crate::nodes::{EarlierNode, NodeContext, NodeError};
+use crate::store::{
+    PipelineRun, RunError, RunStatus, StageExecution, StageStatus, Store, StoreError,
+};
+use chrono::Utc;
+use indexmap::IndexMap;
+use serde_json::Value;
+use std::time::Instant;
+
+/// What starts a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub payload: Value,
+    pub source: Option<String>,
+    pub environment: Option<String>,
+    pub trace_id: Option<String>,
+    pub incident_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no run with id {0}")]
+    RunNotFound(String),
+    #[error("run {run_id} is {status}, only a FAILED run can be resumed")]
+    NotResumable { run_id: String, status: RunStatus },
+    #[error("resuming needs the store")]
+    NoStore,
+}
+
+/// Runs definitions; records them when it has a store.
+#[derive(Clone, Default)]
+pub struct Engine {
+    store: Option<Store>,
+}
+
+impl Engine {
+    pub fn new(store: Option<Store>) -> Self {
+        Engine { store }
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// Runs `definition` once for `request`.
+    pub async fn run(&self, definition: &Definition, request: RunRequest) -> Result<RunResult, EngineError> {
+        let run_id = ulid::Ulid::new().to_string();
+        let now = Utc::now();
+        let record = PipelineRun {
+            trace_id: request
+                .trace_id
+                .unwrap_or_else(|| ulid::Ulid::new().to_string().to_ascii_lowercase()),
+            run_id,
+            definition: definition.name.clone(),
+            definition_version: definition.version_hash.clone(),
+            source: request.source,
+            environment: request.environment,
+            status: RunStatus::Pending,
+            current_stage: None,
+            current_node: None,
+            incident_id: request.incident_id,
+            attempts: 1,
+            max_retries: definition.defaults.max_retries,
+            last_error: None,
+            executed_nodes: Vec::new(),
+            skipped_nodes: Vec::new(),
+            created_at: now,
+            started_at: Some(now),
+            completed_at: None,
+            duration_ms: None,
+            payload: request.payload,
+        };
+        let state = RunState::new(record, 0);
+        self.drive(definition, state, IndexMap::new()).await
+    }
+
+    /// Continues a FAILED run from its first node that did not succeed.
+    pub async fn resume(&self, definition: &Definition, run_id: &str) -> Result<RunResult, EngineError> {
+        let store = self.store.as_ref().ok_or(EngineError::NoStore)?;
+        let mut record = store
+            .get_run(run_id)?
+            .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))?;
+        if record.status != RunStatus::Failed {
+            return Err(EngineError::NotResumable {
+                run_id: run_id.to_string(),
+                status: record.status,
+            });
+        }
+        let stages = store.stages(run_id)?;
+        // The last record of each node tells whether it succeeded.
+        let mut done: IndexMap<String, NodeResult> = IndexMap::new();
+        for stage in &stages {
+            if stage.status == StageStatus::Succeeded {
+                let attempts = stages
+                    .iter()
+                    .filter(|s| s.node_id == stage.node_id && s.seq <= stage.seq)
+                    .count() as u32;
+                done.insert(
+                    stage.node_id.clone(),
+                    NodeResult {
+                        node_type: stage.stage.clone(),
+                        status: StageStatus::Succeeded,
+                        output: stage.output.clone().unwrap_or(Value::Null),
+                        errors: Vec::new(),
+                        attempts,
+                        duration_ms: stage.duration_ms.unwrap_or(0),
+                        error: None,
+                        skip_reason: None,
+                    },
+                );
+            }
+        }
+        if record.definition_version != definition.version_hash {
+            tracing::warn!(
+                run_id,
+                definition = %definition.name,
+                recorded = %record.definition_version,
+                current = %definition.version_hash,
+                "resuming with a changed definition"
+            );
+        }
+        record.definition_version = definition.version_hash.clone();
+        record.attempts += 1;
+        record.last_error = None;
+        record.completed_at = None;
+        record.duration_ms = None;
+        record.executed_nodes.clear();
+        record.skipped_nodes.clear();
+        record.status = RunStatus::Pending;
+        record.started_at = Some(Utc::now());
+        let next_seq = stages.iter().map(|s| s.seq + 1).max().unwrap_or(0);
+        let state = RunState::new(record, next_seq);
+        self.drive(definition, state, done).await
+    }
+
+    async fn drive(
+        &self,
+        definition: &Definition,
+        mut state: RunState,
+        mut done: IndexMap<String, NodeResult>,
+    ) -> Result<RunResult, EngineError> {
+        let started = Instant::now();
+        self.save_run(&state.record)?;
+        tracing::info!(
+            run_id = %state.record.run_id,
+            trace_id = %state.record.trace_id,
+            definition = %definition.name,
+            version = %definition.version_hash,
+            "run started"
+        );
+        let mut failure: Option<String> = None;
+        for node in definition.chain() {
+            if let Some(previous) = done.shift_remove(&node.id) {
+                // Succeeded before a resume: use its output, do not run it again.
+                state.absorb(node, previous);
+                continue;
+            }
+            if let Some(reason) = skip_reason(node, &state) {
+                tracing::info!(run_id = %state.record.run_id, node = %node.id, %reason, "stage skipped");
+                let seq = state.take_seq();
+                let stage = state.stage_record(node, seq, 1, StageStatus::Skipped);
+                self.save_stage(&stage)?;
+                state.record.skipped_nodes.push(node.id.clone());
+                state.results.insert(
+                    node.id.clone(),
+                    NodeResult {
+                        node_type: node.node_type.clone(),
+                        status: StageStatus::Skipped,
+                        output: Value::Null,
+                        errors: Vec::new(),
+                        attempts: 0,
+                        duration_ms: 0,
+                        error: None,
+                        skip_reason: Some(reason),
+                    },
+                );
+                continue;
+            }
+            state.record.current_node = Some(node.id.clone());
+            state.record.current_stage = Some(node.node_type.clone());
+            let result = self.execute_node(definition, node, &mut state).await?;
+            let failed = result.failed();
+            let error = result.error.clone();
+            state.absorb(node, result);
+            if failed && node.required {
+                let e = error.unwrap_or_else(|| NodeError::unavailable("failed"));
+                failure = Some(format!("node `{}` ({}) failed: {}", node.id, node.node_type, e.message));
+                state.record.last_error = Some(RunError::from_node(&node.id, &e));
+                break;
+            }
+            self.save_run(&state.record)?;
+        }
+
+        let record = &mut state.record;
+        if failure.is_some() {
+            record.status = RunStatus::Failed;
+        } else if record.status == RunStatus::Pending {
+            record.status = RunStatus::Completed;
+        }
+        let now = Utc::now();
+        record.completed_at = Some(now);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        record.duration_ms = Some(duration_ms);
+        self.save_run(record)?;
+        tracing::info!(
+            run_id = %record.run_id,
+            trace_id = %record.trace_id,
+            definition = %definition.name,
+            status = %record.status,
+            duration_ms,
+            error = failure.as_deref().unwrap_or(""),
+            "run finished"
+        );
+        Ok(RunResult {
+            trace_id: record.trace_id.clone(),
+            run_id: record.run_id.clone(),
+            definition: record.definition.clone(),
+            definition_version: record.definition_version.clone(),
+            status: record.status,
+            incident_id: record.incident_id.clone(),
+            executed_nodes: record.executed_nodes.clone(),
+            skipped_nodes: record.skipped_nodes.clone(),
+            node_results: state.results,
+            duration_ms,
+            error: failure,
+        })
+    }
+
+    /// Runs one node: attempts, timeout, retries, a stage record per attempt.
+    async fn execute_node(
+        &self,
+        definition: &Definition,
+        node: &Node,
+        state: &mut RunState,
+    ) -> Result<NodeResult, EngineError> {
+        let max_attempts = node.retries + 1;
+        let mut errors = Vec::new();
+        let node_started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let seq = state.take_seq();
+            let mut stage = state.stage_record(node, seq, attempt, StageStatus::Running);
+            self.save_stage(&stage)?;
+            let attempt_started = Instant::now();
+            let outcome = {
+                let earlier = state.earlier();
+                let ctx = NodeContext {
+                    run_id: &state.record.run_id,
+                    trace_id: &state.record.trace_id,
+                    definition: &definition.name,
+                    node_id: &node.id,
+                    attempt,
+                    source: state.record.source.as_deref(),
+                    environment: state.record.environment.as_deref(),
+                    payload: &state.record.payload,
+                    incident_id: state.record.incident_id.as_deref(),
+                    earlier: &earlier,
+                };
+                match tokio::time::timeout(node.timeout, node.executor.execute(&ctx)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(NodeError::timeout(format!(
+                        "did not finish within {}",
+                        crate::definition::duration::format_duration(node.timeout)
+                    ))),
+                }
+            };
+            let attempt_ms = attempt_started.elapsed().as_millis() as u64;
+            stage.completed_at = Some(Utc::now());
+            stage.duration_ms = Some(attempt_ms);
+            match outcome {
+                Ok(output) => {
+                    stage.status = StageStatus::Succeeded;
+                    stage.output = Some(output.clone());
+                    self.save_stage(&stage)?;
+                    tracing::info!(run_id = %state.record.run_id, node = %node.id, attempt, duration_ms = attempt_ms, "stage succeeded");
+                    return Ok(NodeResult {
+                        node_type: node.node_type.clone(),
+                        status: StageStatus::Succeeded,
+                        output,
+                        errors,
+                        attempts: attempt,
+                        duration_ms: node_started.elapsed().as_millis() as u64,
+                        error: None,
+                        skip_reason: None,
+                    });
+                }
+                Err(e) => {
+                    errors.push(format!("attempt {attempt}: {e}"));
+                    let retry = e.retryable() && attempt < max_attempts;
+                    stage.status = if retry { StageStatus::Retrying } else { StageStatus::Failed };
+                    stage.error = Some(e.clone());
+                    self.save_stage(&stage)?;
+                    tracing::warn!(run_id = %state.record.run_id, node = %node.id, attempt, error = %e, retry, "stage attempt failed");
+                    if !retry {
+                        return Ok(NodeResult {
+                            node_type: node.node_type.clone(),
+                            status: StageStatus::Failed,
+                            output: Value::Null,
+                            errors,
+                            attempts: attempt,
+                            duration_ms: node_started.elapsed().as_millis() as u64,
+                            error: Some(e),
+                            skip_reason: None,
+                        });
+                    }
+                    tokio::time::sleep(backoff::delay(definition.defaults.backoff, attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn save_run(&self, run: &PipelineRun) -> Result<(), StoreError> {
+        match &self.store {
+            Some(store) => store.put_run(run),
+            None => Ok(()),
+        }
+    }
+
+    fn save_stage(&self, stage: &StageExecution) -> Result<(), StoreError> {
+        match &self.store {
+            Some(store) => store.put_stage(stage),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a node should be skipped, if it should.
+fn skip_reason(node: &Node, state: &RunState) -> Option<String> {
+    if let Some(failed) = node
+        .skip_if_errors
+        .iter()
+        .find(|id| state.has_errors(id))
+    {
+        return Some(format!("skip_if_errors: `{failed}` failed"));
+    }
+    match &node.skip_if_condition {
+        Some(condition) if condition.evaluate(state) => {
+            Some(format!("skip_if_condition: {condition}"))
+        }
+        _ => None,
+    }
+}
+
+/// One run in progress.
+struct RunState {
+    record: PipelineRun,
+    results: IndexMap<String, NodeResult>,
+    next_seq: u32,
+}
+
+impl RunState {
+    fn new(record: PipelineRun, next_seq: u32) -> Self {
+        RunState {
+            record,
+            results: IndexMap::new(),
+            next_seq,
+        }
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    fn earlier(&self) -> Vec<EarlierNode<'_>> {
+        self.results
+            .iter()
+            .filter(|(_, r)| r.status != StageStatus::Skipped)
+            .map(|(id, r)| EarlierNode {
+                id,
+                node_type: &r.node_type,
+                output: &r.output,
+                failed: r.failed(),
+            })
+            .collect()
+    }
+
+    fn stage_record(&self, node: &Node, seq: u32, attempt: u32, status: StageStatus) -> StageExecution {
+        let now = Utc::now();
+        StageExecution {
+            run_id: self.record.run_id.clone(),
+            seq,
+            node_id: node.id.clone(),
+            stage: node.node_type.clone(),
+            attempt,
+            idempotency_key: StageExecution::key(&self.record.run_id, &node.id, attempt),
+            status,
+            started_at: now,
+            completed_at: (status == StageStatus::Skipped).then_some(now),
+            duration_ms: None,
+            output: None,
+            error: None,
+        }
+    }
+
+    /// Takes a finished node's result into the run.
+    fn absorb(&mut self, node: &Node, result: NodeResult) {
+        self.record.executed_nodes.push(node.id.clone());
+        if result.status == StageStatus::Succeeded {
+            if let Some(reached) = RunStatus::reached_by(&node.node_type)
+                && reached > self.record.status
+            {
+                self.record.status = reached;
+            }
+            if node.node_type == "ingest"
+                && let Some(id) = result.output.get("incident_id").and_then(Value::as_str)
+            {
+                self.record.incident_id = Some(id.to_string());
+            }
+        }
+        self.results.insert(node.id.clone(), result);
+    }
+}
+
+impl NodeFacts for RunState {
+    fn has_errors(&self, node: &str) -> bool {
+        self.results.get(node).is_some_and(NodeResult::failed)
+    }
+
+    fn output(&self, node: &str) -> Option<&Value> {
+        self.results
+            .get(node)
+            .filter(|r| r.status == StageStatus::Succeeded)
+            .map(|r| &r.output)
+    }
+}

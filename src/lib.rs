@@ -1,0 +1,30 @@
+//! herald: a host-level alert pipeline daemon.
+//!
+//! An alert (or a timer, or an operator at the command line) starts a *run* of a
+//! *definition*: a chain of nodes that ingest the alert, gather host context,
+//! check thresholds, analyze and notify. The modules follow that flow:
+//!
+//! - [`definition`] reads the JSON definition files, validates them with errors
+//!   that name the file, the JSON path and the line, and holds the loaded set,
+//!   including the built-in `default` pipeline (INGEST → CHECK → ANALYZE → NOTIFY).
+//! - [`nodes`] holds the [`nodes::NodeHandler`] trait and one module per node
+//!   type. A handler checks its `config` once at load time and builds an
+//!   executor; executors only see a read-only [`nodes::NodeContext`].
+//! - [`engine`] runs one definition: it follows `next`, applies the skip rules,
+//!   timeouts and retries, and records every stage through the store.
+//! - [`store`] is the only module that knows sled: runs, stage executions,
+//!   indexes, retention.
+//! - [`alerts`] turns webhook payloads into normalized alerts and incidents.
+//! - [`host`] samples this host's metrics with sysinfo and judges them against
+//!   thresholds.
+//! - [`config`] is the `config.toml` model with its defaults.
+//!
+//! The binary (`src/main.rs`) is a thin clap front end over these modules.
+
+pub mod alerts;
+pub mod config;
+pub mod definition;
+pub mod engine;
+pub mod host;
+pub mod nodes;
+pub mod store;

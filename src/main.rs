@@ -1,0 +1,639 @@
+//! The `herald` command: a thin clap front end over the library.
+//!
+//! Every subcommand takes `--config`, `--data-dir` and `--definitions`;
+//! flags override config.toml. Errors are one line on stderr and a non-zero
+//! exit: 1 for a failed run or invalid definitions, 2 for bad usage.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use herald::config::Config;
+use herald::definition::{BUILTIN_NAME, Definition, DefinitionSet, load_file};
+use herald::engine::{Engine, RunRequest, RunResult};
+use herald::nodes::{HandlerRegistry, Services};
+use herald::store::{PipelineRun, RunQuery, RunStatus, StageStatus, Store, StoreOptions};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const ABOUT: &str = "herald — a host-level alert pipeline daemon";
+const LONG_ABOUT: &str = "\
+herald receives monitoring alerts, runs pipelines over them — ingest, host \
+context, threshold checks, analysis, notification — and records every run.
+
+Pipelines are JSON files in the definitions directory; the name of a pipeline \
+is its file stem. The built-in pipeline `default` (INGEST → CHECK → ANALYZE → \
+NOTIFY) ships inside the binary.
+
+Configuration is read from --config FILE, else ./config.toml, else \
+/etc/herald/config.toml, else built-in defaults. --data-dir and --definitions \
+override the file.";
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    /// Config file (default: ./config.toml, then /etc/herald/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where runs are stored (overrides `data_dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory of pipeline definitions (overrides `definitions_dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    definitions: Option<PathBuf>,
+    /// Log level or tracing filter (overrides `log_level`; HERALD_LOG also works).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM or SIGINT.
+    ///
+    /// Opens the store (holding the data dir), loads the definitions and
+    /// keeps the host sampler and retention pruning running. The HTTP API,
+    /// the definitions watcher and the scheduler are not part of this
+    /// version yet.
+    Serve {
+        /// Address for the HTTP API (overrides `listen`).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Run a definition once, record the run, and print what each node did.
+    ///
+    /// Exits 1 when the run FAILED.
+    Run(RunArgs),
+    /// Check definition files and print every problem with file:line:col.
+    ///
+    /// PATHs may be files or directories (every *.json in it); without one,
+    /// the definitions directory. Exits 1 if any file is invalid.
+    Validate {
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// List or show recorded runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// List the loaded definitions and any invalid files.
+    Definitions {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Definition name (file stem), or `default` for the built-in pipeline.
+    name: String,
+    /// JSON payload file, or `-` for standard input.
+    #[arg(long, value_name = "FILE")]
+    payload: Option<PathBuf>,
+    /// Where the payload came from (recorded with the run).
+    #[arg(long, value_name = "S", default_value = "cli")]
+    source: String,
+    /// Environment label recorded with the run (e.g. production).
+    #[arg(long, value_name = "E")]
+    environment: Option<String>,
+    /// Print the run result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Recorded runs, newest first.
+    List {
+        /// Only runs with this status (PENDING, INGESTED, CHECKED, ANALYZED,
+        /// NOTIFIED, COMPLETED, FAILED).
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+        /// Only runs of this definition.
+        #[arg(long, value_name = "N")]
+        definition: Option<String>,
+        /// How many runs to show.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Continue after this run id (the `next` cursor of the previous page).
+        #[arg(long, value_name = "RUN_ID")]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run with all its stage executions.
+    Show {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a FAILED run from its first node that did not succeed; nodes
+    /// that succeeded are not run again.
+    Resume {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Settings after config file and flags are merged.
+struct Setup {
+    config: Arc<Config>,
+}
+
+impl Setup {
+    fn new(cli: &Cli) -> Result<Setup> {
+        let (mut config, _path) = Config::load(cli.config.as_deref())?;
+        if let Some(dir) = &cli.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(dir) = &cli.definitions {
+            config.definitions_dir = dir.clone();
+        }
+        if let Some(level) = &cli.log_level {
+            config.log_level = level.clone();
+        }
+        Ok(Setup {
+            config: Arc::new(config),
+        })
+    }
+
+    fn handlers(&self) -> HandlerRegistry {
+        HandlerRegistry::builtin(Arc::new(Services::new(self.config.clone())))
+    }
+
+    fn open_store(&self) -> Result<Store> {
+        Ok(Store::open(
+            &self.config.data_dir,
+            StoreOptions::from(&self.config.store),
+        )?)
+    }
+
+    fn definitions(&self, handlers: &HandlerRegistry) -> Result<DefinitionSet> {
+        Ok(DefinitionSet::load_dir(&self.config.definitions_dir, handlers)?)
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    let setup = Setup::new(&cli)?;
+    init_logging(&setup.config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve { listen } => runtime.block_on(serve(setup, listen)),
+        Command::Run(args) => runtime.block_on(run(setup, args)),
+        Command::Validate { paths } => validate(setup, paths),
+        Command::Runs(cmd) => runtime.block_on(runs(setup, cmd)),
+        Command::Definitions { json } => definitions(setup, json),
+    }
+}
+
+async fn serve(setup: Setup, listen: Option<SocketAddr>) -> Result<ExitCode> {
+    let config = &setup.config;
+    let store = setup.open_store()?;
+    let handlers = setup.handlers();
+    let set = setup.definitions(&handlers)?;
+    for (name, invalid) in set.invalid_files() {
+        tracing::error!(definition = name, "invalid definition, not loaded:\n{}", invalid.error);
+    }
+    let loaded = set.valid().count();
+    let pruner = herald::store::spawn_pruner(store.clone());
+    tracing::info!(
+        listen = %listen.unwrap_or(config.listen),
+        data_dir = %config.data_dir.display(),
+        definitions = loaded,
+        invalid = set.invalid_files().count(),
+        "herald started (HTTP API, watcher and scheduler come in later versions)"
+    );
+    wait_for_shutdown().await?;
+    tracing::info!("shutting down");
+    pruner.abort();
+    store.flush_async().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_shutdown() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// The named definition, or an error that lists what exists.
+fn find_definition(set: &DefinitionSet, name: &str) -> Result<Arc<Definition>> {
+    if let Some(def) = set.get(name) {
+        return Ok(def);
+    }
+    if let Some(invalid) = set.invalid(name) {
+        bail!("definition `{name}` is invalid:\n{}", invalid.error);
+    }
+    let names = set.names().join(", ");
+    Err(anyhow!("no definition named `{name}`; known: {names}"))
+}
+
+fn read_payload(path: Option<&Path>) -> Result<Value> {
+    let Some(path) = path else {
+        return Ok(Value::Null);
+    };
+    let (label, text) = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the payload from standard input")?;
+        ("<stdin>".to_string(), text)
+    } else {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read payload {}", path.display()))?;
+        (path.display().to_string(), text)
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow!(
+            "payload {label}:{}:{} is not valid JSON: {}",
+            e.line(),
+            e.column(),
+            strip_position(&e)
+        )
+    })
+}
+
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    text.rfind(" at line ").map_or(text.clone(), |i| text[..i].to_string())
+}
+
+async fn run(setup: Setup, args: RunArgs) -> Result<ExitCode> {
+    let payload = read_payload(args.payload.as_deref())?;
+    let handlers = setup.handlers();
+    let set = setup.definitions(&handlers)?;
+    let definition = find_definition(&set, &args.name)?;
+    let store = setup.open_store()?;
+    let engine = Engine::new(Some(store.clone()));
+    let request = RunRequest {
+        payload,
+        source: Some(args.source),
+        environment: args.environment,
+        ..RunRequest::default()
+    };
+    let result = engine.run(&definition, request).await?;
+    store.flush_async().await?;
+    print_result(&result, args.json)?;
+    Ok(exit_for(&result))
+}
+
+fn exit_for(result: &RunResult) -> ExitCode {
+    if result.status == RunStatus::Failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_result(result: &RunResult, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(result)?);
+        return Ok(());
+    }
+    println!(
+        "run {}  definition {} ({})  status {}  {} ms",
+        result.run_id, result.definition, result.definition_version, result.status, result.duration_ms
+    );
+    if let Some(incident) = &result.incident_id {
+        println!("incident {incident}");
+    }
+    for (id, node) in &result.node_results {
+        let mark = match node.status {
+            StageStatus::Succeeded => "ok  ",
+            StageStatus::Skipped => "skip",
+            _ => "FAIL",
+        };
+        let attempts = match node.attempts {
+            0 => String::new(),
+            1 => "1 attempt".to_string(),
+            n => format!("{n} attempts"),
+        };
+        println!(
+            "  {mark} {id:<16} {:<13} {:<10} {attempts:<11} {:>6} ms  {}",
+            node.node_type,
+            node.status.as_str(),
+            node.duration_ms,
+            node_note(node)
+        );
+    }
+    if let Some(error) = &result.error {
+        println!("error: {error}");
+    }
+    Ok(())
+}
+
+/// One short line about what a node produced or why it did not.
+fn node_note(node: &herald::engine::NodeResult) -> String {
+    if let Some(reason) = &node.skip_reason {
+        return reason.clone();
+    }
+    if let Some(last) = node.errors.last()
+        && node.status == StageStatus::Failed
+    {
+        return last.clone();
+    }
+    let out = &node.output;
+    let text = |p: &str| out.pointer(p).and_then(Value::as_str).map(str::to_string);
+    match node.node_type.as_str() {
+        "ingest" => format!(
+            "{} alert(s) via {}",
+            out["alert_count"],
+            text("/driver").unwrap_or_default()
+        ),
+        "check" => {
+            let checks: Vec<String> = out["checks"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| {
+                            format!(
+                                "{} {} ({})",
+                                c["name"].as_str().unwrap_or("?"),
+                                c["status"].as_str().unwrap_or("?"),
+                                c["value"].as_f64().map_or("n/a".into(), |v| format!("{v:.1}%"))
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            checks.join(", ")
+        }
+        "context" => {
+            let mut parts = Vec::new();
+            if let Some(cpu) = out.pointer("/cpu/usage_percent").and_then(Value::as_f64) {
+                parts.push(format!("cpu {cpu:.1}%"));
+            }
+            if let Some(mem) = out.pointer("/memory/percent").and_then(Value::as_f64) {
+                parts.push(format!("memory {mem:.1}%"));
+            }
+            if let Some(mounts) = out.pointer("/disk/mounts").and_then(Value::as_array) {
+                parts.push(format!("{} mount(s)", mounts.len()));
+            }
+            parts.join(", ")
+        }
+        "intelligence" => format!(
+            "{}: {}",
+            text("/severity").unwrap_or_default(),
+            text("/summary").unwrap_or_default()
+        ),
+        "notify" => format!(
+            "delivered via {}",
+            text("/channel").or_else(|| text("/driver")).unwrap_or_default()
+        ),
+        _ => {
+            let s = out.to_string();
+            if s.len() > 80 { format!("{}…", &s[..s.floor_char_boundary(80)]) } else { s }
+        }
+    }
+}
+
+fn validate(setup: Setup, paths: Vec<PathBuf>) -> Result<ExitCode> {
+    let handlers = setup.handlers();
+    let paths = if paths.is_empty() {
+        vec![setup.config.definitions_dir.clone()]
+    } else {
+        paths
+    };
+    let mut files = Vec::new();
+    for path in &paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read directory {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            bail!("{}: no such file or directory", path.display());
+        }
+    }
+    let mut invalid = 0;
+    for file in &files {
+        match load_file(file, &handlers) {
+            Ok(def) => println!("ok      {} ({} nodes)", file.display(), def.nodes.len()),
+            Err(e) => {
+                invalid += 1;
+                println!("invalid {}", file.display());
+                for line in e.to_string().lines() {
+                    println!("  {line}");
+                }
+            }
+        }
+    }
+    println!("{} file(s), {} invalid", files.len(), invalid);
+    Ok(if invalid > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn definitions(setup: Setup, json: bool) -> Result<ExitCode> {
+    let handlers = setup.handlers();
+    let set = setup.definitions(&handlers)?;
+    if json {
+        let mut items: Vec<Value> = set
+            .valid()
+            .map(|d| {
+                json!({
+                    "name": d.name,
+                    "description": d.description,
+                    "version": d.version,
+                    "version_hash": d.version_hash,
+                    "nodes": d.nodes.len(),
+                    "schedule": d.schedule,
+                    "trigger": d.trigger,
+                    "builtin": d.name == BUILTIN_NAME,
+                    "state": "ok",
+                    "errors": [],
+                })
+            })
+            .collect();
+        items.extend(set.invalid_files().map(|(name, inv)| {
+            json!({
+                "name": name,
+                "path": inv.path,
+                "state": "invalid",
+                "errors": inv.error.issues,
+            })
+        }));
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<24} {:<8} {:>5}  {:<16}  {:<14}  DESCRIPTION", "NAME", "STATE", "NODES", "VERSION", "SCHEDULE");
+    for d in set.valid() {
+        let schedule = match &d.schedule {
+            Some(s) => match &s.timing {
+                herald::definition::Timing::Every(e) => {
+                    format!("every {}", herald::definition::duration::format_duration(*e))
+                }
+                herald::definition::Timing::Cron(c) => format!("cron {c}"),
+            },
+            None => "-".to_string(),
+        };
+        println!(
+            "{:<24} {:<8} {:>5}  {:<16}  {:<14}  {}",
+            d.name,
+            "ok",
+            d.nodes.len(),
+            d.version_hash,
+            schedule,
+            d.description.as_deref().unwrap_or("")
+        );
+    }
+    for (name, inv) in set.invalid_files() {
+        println!("{name:<24} {:<8}", "invalid");
+        for line in inv.error.to_string().lines() {
+            println!("    {line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
+    let store = setup.open_store()?;
+    match cmd {
+        RunsCommand::List {
+            status,
+            definition,
+            limit,
+            cursor,
+            json,
+        } => {
+            let status = match status {
+                Some(s) => Some(RunStatus::parse(&s).ok_or_else(|| {
+                    let all: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    anyhow!("unknown status `{s}`; one of {}", all.join(", "))
+                })?),
+                None => None,
+            };
+            let page = store.list_runs(&RunQuery {
+                status,
+                definition,
+                limit: limit.clamp(1, 1000),
+                cursor,
+                ..RunQuery::default()
+            })?;
+            if json {
+                let out = json!({"runs": page.runs.iter().map(run_summary).collect::<Vec<_>>(), "next": page.next_cursor});
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  SOURCE", "RUN_ID", "DEFINITION", "STATUS", "CREATED", "MS");
+                for r in &page.runs {
+                    println!(
+                        "{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  {}",
+                        r.run_id,
+                        r.definition,
+                        r.status.as_str(),
+                        r.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        r.duration_ms.map_or("-".to_string(), |d| d.to_string()),
+                        r.source.as_deref().unwrap_or("-")
+                    );
+                }
+                if let Some(next) = page.next_cursor {
+                    println!("more: herald runs list --cursor {next}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Show { run_id, json } => {
+            let run = store
+                .get_run(&run_id)?
+                .ok_or_else(|| anyhow!("no run with id {run_id}"))?;
+            let stages = store.stages(&run_id)?;
+            if json {
+                let mut out = serde_json::to_value(&run)?;
+                out["stages"] = serde_json::to_value(&stages)?;
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("run         {}", run.run_id);
+            println!("trace       {}", run.trace_id);
+            println!("definition  {} ({})", run.definition, run.definition_version);
+            println!("status      {}", run.status);
+            println!("source      {}", run.source.as_deref().unwrap_or("-"));
+            println!("incident    {}", run.incident_id.as_deref().unwrap_or("-"));
+            println!("created     {}", run.created_at.to_rfc3339());
+            println!("duration    {}", run.duration_ms.map_or("-".into(), |d| format!("{d} ms")));
+            println!("attempts    {}", run.attempts);
+            if let Some(e) = &run.last_error {
+                println!("error       {} in `{}`: {}", e.error_type, e.node_id, e.message);
+            }
+            println!("stages:");
+            for s in &stages {
+                println!(
+                    "  {:<16} {:<13} attempt {:<2} {:<10} {:>6}  {}",
+                    s.node_id,
+                    s.stage,
+                    s.attempt,
+                    s.status.as_str(),
+                    s.duration_ms.map_or("-".into(), |d| format!("{d} ms")),
+                    s.error.as_ref().map(|e| e.message.as_str()).unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Resume { run_id, json } => {
+            let run = store
+                .get_run(&run_id)?
+                .ok_or_else(|| anyhow!("no run with id {run_id}"))?;
+            let handlers = setup.handlers();
+            let set = setup.definitions(&handlers)?;
+            let definition = find_definition(&set, &run.definition)?;
+            let engine = Engine::new(Some(store.clone()));
+            let result = engine.resume(&definition, &run_id).await?;
+            store.flush_async().await?;
+            print_result(&result, json)?;
+            Ok(exit_for(&result))
+        }
+    }
+}
+
+fn run_summary(r: &PipelineRun) -> Value {
+    json!({
+        "run_id": r.run_id,
+        "trace_id": r.trace_id,
+        "definition": r.definition,
+        "definition_version": r.definition_version,
+        "status": r.status,
+        "source": r.source,
+        "incident_id": r.incident_id,
+        "created_at": r.created_at,
+        "completed_at": r.completed_at,
+        "duration_ms": r.duration_ms,
+        "error": r.last_error,
+    })
+}

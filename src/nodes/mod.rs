@@ -1,0 +1,322 @@
+//! Node types: the [`NodeHandler`] trait, the registry of handlers by type
+//! name, and one module per built-in type.
+//!
+//! A handler is asked twice in a node's life. At load time, [`NodeHandler::build`]
+//! checks the node's `config` and returns an executor holding the parsed
+//! config, so a bad config is a validation error with a path, never a run-time
+//! surprise. At run time, [`NodeExecutor::execute`] gets a read-only
+//! [`NodeContext`] (the payload, the earlier nodes' results) and returns an
+//! output or a typed [`NodeError`] that says whether a retry can help.
+//! Executors never touch the store or the HTTP server.
+
+pub mod check;
+pub mod context;
+pub mod ingest;
+pub mod intelligence;
+pub mod notify;
+pub mod transform;
+
+use crate::config::Config;
+use crate::host::HostSampler;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future, so that executors can be stored as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Checks a node type's config at load time and builds its executor.
+pub trait NodeHandler: Send + Sync {
+    /// One line for `herald definitions --types` and error messages.
+    fn summary(&self) -> &'static str;
+
+    /// Validates `config` (always a JSON object) and builds the executor.
+    /// Issue paths are relative to `config` (`provider`, `include[2]`).
+    fn build(&self, config: &Value) -> Result<Arc<dyn NodeExecutor>, Vec<ConfigIssue>>;
+}
+
+/// The built, ready-to-run form of one node's config.
+pub trait NodeExecutor: Send + Sync {
+    fn execute<'a>(&'a self, ctx: &'a NodeContext<'a>) -> BoxFuture<'a, Result<Value, NodeError>>;
+
+    /// Other nodes this one reads (e.g. transform's `source_node`), with the
+    /// config path that names them, so the loader can check they exist and
+    /// run earlier.
+    fn references(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+/// A problem in a node's config, found at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Path relative to the node's `config`; empty for the config itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigIssue {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a node failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[error("{message}")]
+pub struct NodeError {
+    pub kind: NodeErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeErrorKind {
+    /// The input cannot be processed; retrying gives the same answer.
+    InvalidInput,
+    /// A dependency (network peer, host) failed in a way that may pass.
+    Unavailable,
+    /// The node did not finish within its timeout.
+    Timeout,
+    /// A peer refused the request for good (4xx, bad credentials).
+    Rejected,
+}
+
+impl NodeError {
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        NodeError {
+            kind: NodeErrorKind::InvalidInput,
+            message: message.into(),
+        }
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        NodeError {
+            kind: NodeErrorKind::Unavailable,
+            message: message.into(),
+        }
+    }
+    pub fn rejected(message: impl Into<String>) -> Self {
+        NodeError {
+            kind: NodeErrorKind::Rejected,
+            message: message.into(),
+        }
+    }
+    pub fn timeout(message: impl Into<String>) -> Self {
+        NodeError {
+            kind: NodeErrorKind::Timeout,
+            message: message.into(),
+        }
+    }
+    pub fn retryable(&self) -> bool {
+        matches!(self.kind, NodeErrorKind::Unavailable | NodeErrorKind::Timeout)
+    }
+}
+
+/// What a run knows when a node executes. Read-only: an executor cannot change
+/// the run, only return its output.
+pub struct NodeContext<'a> {
+    pub run_id: &'a str,
+    pub trace_id: &'a str,
+    pub definition: &'a str,
+    pub node_id: &'a str,
+    pub attempt: u32,
+    pub source: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    /// The inbound payload (`null` for a scheduled or manual run without one).
+    pub payload: &'a Value,
+    pub incident_id: Option<&'a str>,
+    /// Results of the nodes that ran before this one, in execution order.
+    pub earlier: &'a [EarlierNode<'a>],
+}
+
+/// One earlier node's result as seen by later nodes.
+pub struct EarlierNode<'a> {
+    pub id: &'a str,
+    pub node_type: &'a str,
+    pub output: &'a Value,
+    pub failed: bool,
+}
+
+impl NodeContext<'_> {
+    /// The output of the node with this id, if it ran.
+    pub fn output(&self, id: &str) -> Option<&Value> {
+        self.earlier
+            .iter()
+            .rev()
+            .find(|n| n.id == id && !n.failed)
+            .map(|n| n.output)
+    }
+
+    /// The output of the most recent successful node of this type.
+    pub fn latest_of_type(&self, node_type: &str) -> Option<&Value> {
+        self.earlier
+            .iter()
+            .rev()
+            .find(|n| n.node_type == node_type && !n.failed)
+            .map(|n| n.output)
+    }
+
+    /// The key a receiver can use to drop a repeated side effect: `run_id:node_id`,
+    /// stable across retries and resumes (unlike the per-attempt stage key).
+    pub fn delivery_key(&self) -> String {
+        format!("{}:{}", self.run_id, self.node_id)
+    }
+}
+
+/// What handlers share: the host sampler, an HTTP client, the notify channels.
+pub struct Services {
+    pub host: Arc<HostSampler>,
+    pub http: reqwest::Client,
+    pub config: Arc<Config>,
+}
+
+impl Services {
+    pub fn new(config: Arc<Config>) -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Services {
+            host: Arc::new(HostSampler::new()),
+            http,
+            config,
+        }
+    }
+}
+
+/// Handlers by node type name.
+#[derive(Clone)]
+pub struct HandlerRegistry {
+    handlers: BTreeMap<String, Arc<dyn NodeHandler>>,
+}
+
+impl HandlerRegistry {
+    /// An empty registry, for tests that bring their own handlers.
+    pub fn empty() -> Self {
+        HandlerRegistry {
+            handlers: BTreeMap::new(),
+        }
+    }
+
+    /// The six built-in node types.
+    pub fn builtin(services: Arc<Services>) -> Self {
+        let mut registry = Self::empty();
+        registry.register("ingest", Arc::new(ingest::IngestHandler));
+        registry.register(
+            "context",
+            Arc::new(context::ContextHandler::new(services.host.clone())),
+        );
+        registry.register(
+            "check",
+            Arc::new(check::CheckHandler::new(services.host.clone())),
+        );
+        registry.register("intelligence", Arc::new(intelligence::IntelligenceHandler));
+        registry.register("notify", Arc::new(notify::NotifyHandler::new(services)));
+        registry.register("transform", Arc::new(transform::TransformHandler));
+        registry
+    }
+
+    pub fn register(&mut self, node_type: &str, handler: Arc<dyn NodeHandler>) {
+        self.handlers.insert(node_type.to_string(), handler);
+    }
+
+    pub fn get(&self, node_type: &str) -> Option<&Arc<dyn NodeHandler>> {
+        self.handlers.get(node_type)
+    }
+
+    pub fn types(&self) -> impl Iterator<Item = &str> {
+        self.handlers.keys().map(String::as_str)
+    }
+}
+
+/// Helpers shared by handlers to read a config object strictly.
+pub(crate) mod config_reader {
+    use super::ConfigIssue;
+    use serde_json::{Map, Value};
+
+    /// Reports every key of `config` not in `known`, with a suggestion.
+    pub fn unknown_keys(
+        config: &Map<String, Value>,
+        known: &[&str],
+        issues: &mut Vec<ConfigIssue>,
+    ) {
+        for key in config.keys() {
+            if !known.contains(&key.as_str()) {
+                issues.push(ConfigIssue::new(
+                    key.clone(),
+                    crate::definition::unknown_key_message(key, known),
+                ));
+            }
+        }
+    }
+
+    pub fn string(
+        config: &Map<String, Value>,
+        key: &str,
+        issues: &mut Vec<ConfigIssue>,
+    ) -> Option<String> {
+        match config.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                issues.push(ConfigIssue::new(
+                    key,
+                    format!("must be a string, found {}", crate::definition::kind_of(other)),
+                ));
+                None
+            }
+        }
+    }
+
+    pub fn bool(
+        config: &Map<String, Value>,
+        key: &str,
+        issues: &mut Vec<ConfigIssue>,
+    ) -> Option<bool> {
+        match config.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                issues.push(ConfigIssue::new(
+                    key,
+                    format!("must be true or false, found {}", crate::definition::kind_of(other)),
+                ));
+                None
+            }
+        }
+    }
+
+    pub fn string_list(
+        config: &Map<String, Value>,
+        key: &str,
+        issues: &mut Vec<ConfigIssue>,
+    ) -> Option<Vec<String>> {
+        match config.get(key)? {
+            Value::Array(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        other => issues.push(ConfigIssue::new(
+                            format!("{key}[{i}]"),
+                            format!("must be a string, found {}", crate::definition::kind_of(other)),
+                        )),
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                issues.push(ConfigIssue::new(
+                    key,
+                    format!("must be a list of strings, found {}", crate::definition::kind_of(other)),
+                ));
+                None
+            }
+        }
+    }
+}

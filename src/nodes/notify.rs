@@ -1,0 +1,248 @@
+//! `notify`: tells someone. Drivers: `log` (the message goes through
+//! tracing, target `herald::notify`) and `webhook` (POSTs the message as JSON
+//! to a channel from config.toml; a non-2xx answer is an error).
+//!
+//! The webhook request carries an `Idempotency-Key` header, `run_id:node_id`,
+//! the same across retries and resumes, so a receiver can drop a repeat.
+//!
+//! config: `driver`, `channel` (webhook), `include_recommendations` (true).
+
+use super::config_reader as cfg;
+use super::{BoxFuture, ConfigIssue, NodeContext, NodeError, NodeExecutor, NodeHandler, Services};
+use crate::config::WebhookChannel;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub const DRIVERS: &[&str] = &["log", "webhook"];
+/// Drivers people will write that this version does not have yet.
+const PLANNED: &[&str] = &["slack", "email", "pagerduty", "generic", "teams", "discord"];
+
+pub struct NotifyHandler {
+    services: Arc<Services>,
+}
+
+impl NotifyHandler {
+    pub fn new(services: Arc<Services>) -> Self {
+        NotifyHandler { services }
+    }
+}
+
+impl NodeHandler for NotifyHandler {
+    fn summary(&self) -> &'static str {
+        "send the run's findings (drivers: log, webhook)"
+    }
+
+    fn build(&self, config: &Value) -> Result<Arc<dyn NodeExecutor>, Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        let map = config.as_object().cloned().unwrap_or_default();
+        cfg::unknown_keys(&map, &["driver", "channel", "include_recommendations"], &mut issues);
+        let include_recommendations =
+            cfg::bool(&map, "include_recommendations", &mut issues).unwrap_or(true);
+        let channel = cfg::string(&map, "channel", &mut issues);
+        let driver = match cfg::string(&map, "driver", &mut issues) {
+            None => {
+                issues.push(ConfigIssue::new(
+                    "",
+                    format!("needs a `driver`: one of {}", DRIVERS.join(", ")),
+                ));
+                None
+            }
+            Some(d) if d == "log" => {
+                if channel.is_some() {
+                    issues.push(ConfigIssue::new("channel", "the log driver takes no channel"));
+                }
+                Some(Driver::Log)
+            }
+            Some(d) if d == "webhook" => match channel {
+                None => {
+                    issues.push(ConfigIssue::new(
+                        "",
+                        "the webhook driver needs a `channel` naming a [notify.webhook.<name>] table in config.toml",
+                    ));
+                    None
+                }
+                Some(name) => match self.services.config.notify.webhook.get(&name) {
+                    Some(ch) => Some(Driver::Webhook {
+                        name,
+                        channel: ch.clone(),
+                    }),
+                    None => {
+                        let known: Vec<&str> = self
+                            .services
+                            .config
+                            .notify
+                            .webhook
+                            .keys()
+                            .map(String::as_str)
+                            .collect();
+                        issues.push(ConfigIssue::new(
+                            "channel",
+                            format!(
+                                "no webhook channel `{name}` in config.toml (add [notify.webhook.{name}] with a url); configured: {}",
+                                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                            ),
+                        ));
+                        None
+                    }
+                },
+            },
+            Some(d) if PLANNED.contains(&d.as_str()) => {
+                issues.push(ConfigIssue::new(
+                    "driver",
+                    format!(
+                        "driver `{d}` is not available in this version of herald; use \"log\", or \"webhook\" with a channel"
+                    ),
+                ));
+                None
+            }
+            Some(d) => {
+                issues.push(ConfigIssue::new(
+                    "driver",
+                    format!("unknown driver `{d}`; known: {}", DRIVERS.join(", ")),
+                ));
+                None
+            }
+        };
+        match driver {
+            Some(driver) if issues.is_empty() => Ok(Arc::new(Notify {
+                driver,
+                include_recommendations,
+                http: self.services.http.clone(),
+            })),
+            _ => Err(issues),
+        }
+    }
+}
+
+enum Driver {
+    Log,
+    Webhook {
+        name: String,
+        channel: WebhookChannel,
+    },
+}
+
+struct Notify {
+    driver: Driver,
+    include_recommendations: bool,
+    http: reqwest::Client,
+}
+
+impl NodeExecutor for Notify {
+    fn execute<'a>(&'a self, ctx: &'a NodeContext<'a>) -> BoxFuture<'a, Result<Value, NodeError>> {
+        Box::pin(async move {
+            let message = compose(ctx, self.include_recommendations);
+            match &self.driver {
+                Driver::Log => {
+                    tracing::info!(
+                        target: "herald::notify",
+                        run_id = ctx.run_id,
+                        definition = ctx.definition,
+                        severity = %message["severity"].as_str().unwrap_or("info"),
+                        "{}: {}",
+                        message["title"].as_str().unwrap_or_default(),
+                        message["summary"].as_str().unwrap_or_default(),
+                    );
+                    Ok(json!({"driver": "log", "delivered": true, "title": message["title"]}))
+                }
+                Driver::Webhook { name, channel } => {
+                    let url = channel.resolve_url().map_err(|e| {
+                        NodeError::rejected(format!("webhook channel `{name}` {e}"))
+                    })?;
+                    let mut request = self
+                        .http
+                        .post(&url)
+                        .header("Idempotency-Key", ctx.delivery_key())
+                        .json(&message);
+                    for (k, v) in &channel.headers {
+                        request = request.header(k, v);
+                    }
+                    let response = request.send().await.map_err(|e| {
+                        // Never echo the URL: it may hold a token.
+                        NodeError::unavailable(format!(
+                            "webhook channel `{name}`: request failed: {}",
+                            describe_reqwest(&e)
+                        ))
+                    })?;
+                    let status = response.status();
+                    if status.is_success() {
+                        Ok(json!({"driver": "webhook", "channel": name, "delivered": true,
+                                  "status_code": status.as_u16(), "title": message["title"]}))
+                    } else if status.is_server_error() || status.as_u16() == 429 {
+                        Err(NodeError::unavailable(format!(
+                            "webhook channel `{name}` answered {status}"
+                        )))
+                    } else {
+                        Err(NodeError::rejected(format!(
+                            "webhook channel `{name}` answered {status}"
+                        )))
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_request() {
+        "could not send the request"
+    } else {
+        "no valid response"
+    }
+}
+
+/// The message every driver sends: what happened, how bad, what to do.
+pub fn compose(ctx: &NodeContext<'_>, include_recommendations: bool) -> Value {
+    let ingest = ctx.latest_of_type("ingest");
+    let check = ctx.latest_of_type("check");
+    let analysis = ctx.latest_of_type("intelligence");
+    let incident = ingest.and_then(|i| i.get("incident"));
+    let title = incident
+        .and_then(|i| i.get("title"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("herald: {}", ctx.definition));
+    let severity = analysis
+        .and_then(|a| a.get("severity"))
+        .or_else(|| incident.and_then(|i| i.get("severity")))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| match check.and_then(|c| c.get("status")).and_then(Value::as_str) {
+            Some("CRITICAL") => "critical".to_string(),
+            Some("WARNING") => "warning".to_string(),
+            _ => "info".to_string(),
+        });
+    let summary = analysis
+        .and_then(|a| a.get("summary"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            check.and_then(|c| c.get("status")).and_then(Value::as_str).map(|s| format!("host checks: {s}"))
+        })
+        .unwrap_or_else(|| format!("run of {} finished", ctx.definition));
+    let mut message = json!({
+        "title": title,
+        "severity": severity,
+        "summary": summary,
+        "run_id": ctx.run_id,
+        "trace_id": ctx.trace_id,
+        "definition": ctx.definition,
+        "incident_id": ctx.incident_id,
+        "source": ctx.source,
+        "environment": ctx.environment,
+        "probable_cause": analysis.and_then(|a| a.get("probable_cause")),
+        "alerts": ingest.and_then(|i| i.get("alerts")),
+        "checks": check.and_then(|c| c.get("checks")),
+    });
+    if include_recommendations {
+        message["recommendations"] = analysis
+            .and_then(|a| a.get("recommendations"))
+            .cloned()
+            .unwrap_or(Value::Null);
+    }
+    message
+}

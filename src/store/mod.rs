@@ -1,0 +1,378 @@
+//! The store: every run and stage execution, kept in sled. The only module
+//! that knows sled.
+//!
+//! Trees:
+//! - `runs`: run id → [`PipelineRun`] (JSON). Run ids are ULIDs, so key
+//!   order is time order and "newest first" is a reverse range scan.
+//! - `stages`: run id ++ seq (u32, big endian) → [`StageExecution`].
+//! - `runs_by_status`, `runs_by_definition`: `value \0 run id` → (). Index
+//!   entries are hints: a listing always re-reads the run and re-checks the
+//!   filter, so an entry left behind by a crash can never show a wrong run.
+
+mod records;
+mod retention;
+
+pub use records::{PipelineRun, RunError, RunStatus, StageExecution, StageStatus};
+pub use retention::spawn_pruner;
+
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "data dir {0} is in use by another herald process (is `herald serve` running?); stop it or use another --data-dir"
+    )]
+    InUse(PathBuf),
+    #[error("cannot open data dir {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("store error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record {key}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// How big the store may get.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub cache_bytes: u64,
+    pub retention: Duration,
+    pub max_runs: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        let c = crate::config::StoreConfig::default();
+        StoreOptions::from(&c)
+    }
+}
+
+impl From<&crate::config::StoreConfig> for StoreOptions {
+    fn from(c: &crate::config::StoreConfig) -> Self {
+        StoreOptions {
+            cache_bytes: c.cache_mb * 1024 * 1024,
+            retention: c.retention,
+            max_runs: c.max_runs,
+        }
+    }
+}
+
+/// A filter and a page position for listing runs, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub status: Option<RunStatus>,
+    pub definition: Option<String>,
+    pub source: Option<String>,
+    /// Only runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    pub limit: usize,
+    /// The last run id of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunPage {
+    pub runs: Vec<PipelineRun>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The store handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    runs: sled::Tree,
+    stages: sled::Tree,
+    by_status: sled::Tree,
+    by_definition: sled::Tree,
+    run_count: AtomicU64,
+    options: StoreOptions,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. A second process on the same
+    /// dir gets [`StoreError::InUse`].
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let open_err = |message: String| StoreError::Open {
+            path: dir.to_path_buf(),
+            message,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(options.cache_bytes)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if is_lock_error(&io) => StoreError::InUse(dir.to_path_buf()),
+                sled::Error::Io(io) => open_err(io.to_string()),
+                other => open_err(other.to_string()),
+            })?;
+        let runs = db.open_tree("runs")?;
+        let run_count = AtomicU64::new(runs.len() as u64);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                stages: db.open_tree("stages")?,
+                by_status: db.open_tree("runs_by_status")?,
+                by_definition: db.open_tree("runs_by_definition")?,
+                runs,
+                db,
+                run_count,
+                options,
+                path: dir.to_path_buf(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    /// Writes a run (new or updated) and keeps its indexes in step.
+    pub fn put_run(&self, run: &PipelineRun) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let bytes = encode(run)?;
+        let old = inner.runs.insert(run.run_id.as_bytes(), bytes)?;
+        let old: Option<PipelineRun> = match old {
+            Some(bytes) => decode(&run.run_id, &bytes).ok(),
+            None => {
+                inner.run_count.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        };
+        let status_changed = old.as_ref().is_none_or(|o| o.status != run.status);
+        if status_changed {
+            if let Some(o) = &old {
+                inner
+                    .by_status
+                    .remove(index_key(o.status.as_str(), &o.run_id))?;
+            }
+            inner
+                .by_status
+                .insert(index_key(run.status.as_str(), &run.run_id), &[])?;
+        }
+        if old.is_none() {
+            inner
+                .by_definition
+                .insert(index_key(&run.definition, &run.run_id), &[])?;
+        }
+        Ok(())
+    }
+
+    pub fn get_run(&self, run_id: &str) -> Result<Option<PipelineRun>, StoreError> {
+        match self.inner.runs.get(run_id.as_bytes())? {
+            Some(bytes) => Ok(Some(decode(run_id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_stage(&self, stage: &StageExecution) -> Result<(), StoreError> {
+        self.inner
+            .stages
+            .insert(stage_key(&stage.run_id, stage.seq), encode(stage)?)?;
+        Ok(())
+    }
+
+    /// A run's stage executions, in the order they were recorded.
+    pub fn stages(&self, run_id: &str) -> Result<Vec<StageExecution>, StoreError> {
+        let mut prefix = run_id.as_bytes().to_vec();
+        prefix.push(b':');
+        self.inner
+            .stages
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (key, bytes) = item?;
+                decode(&String::from_utf8_lossy(&key), &bytes)
+            })
+            .collect()
+    }
+
+    /// Runs newest first, filtered, one page at a time.
+    pub fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        let inner = &*self.inner;
+        let limit = query.limit.max(1);
+        let since_ms = query.since.map(|t| t.timestamp_millis().max(0) as u64);
+        // Pick the narrowest index the filter allows.
+        let (tree, prefix): (&sled::Tree, Vec<u8>) = match (&query.definition, query.status) {
+            (Some(def), _) => (&inner.by_definition, index_prefix(def)),
+            (None, Some(status)) => (&inner.by_status, index_prefix(status.as_str())),
+            (None, None) => (&inner.runs, Vec::new()),
+        };
+        let mut upper = prefix.clone();
+        match &query.cursor {
+            Some(cursor) => upper.extend_from_slice(cursor.as_bytes()),
+            None => upper.push(0xff),
+        }
+        let mut runs = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        for item in tree.range(prefix.clone()..upper).rev() {
+            let (key, _) = item?;
+            let run_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let (Some(since), Some(created)) = (since_ms, ulid_millis(&run_id))
+                && created < since
+            {
+                break; // everything after this is older still
+            }
+            let Some(run) = self.get_run(&run_id)? else {
+                continue; // a stale index entry
+            };
+            if !matches(&run, query) {
+                continue;
+            }
+            if runs.len() == limit {
+                more = true;
+                break;
+            }
+            runs.push(run);
+        }
+        let next_cursor = if more {
+            runs.last().map(|r| r.run_id.clone())
+        } else {
+            None
+        };
+        Ok(RunPage { runs, next_cursor })
+    }
+
+    /// Removes a run with its stages and index entries.
+    pub fn delete_run(&self, run_id: &str) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let Some(bytes) = inner.runs.remove(run_id.as_bytes())? else {
+            return Ok(false);
+        };
+        inner.run_count.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(run) = decode::<PipelineRun>(run_id, &bytes) {
+            inner
+                .by_status
+                .remove(index_key(run.status.as_str(), run_id))?;
+            inner
+                .by_definition
+                .remove(index_key(&run.definition, run_id))?;
+        }
+        let mut prefix = run_id.as_bytes().to_vec();
+        prefix.push(b':');
+        let mut batch = sled::Batch::default();
+        for key in inner.stages.scan_prefix(prefix).keys() {
+            batch.remove(key?);
+        }
+        inner.stages.apply_batch(batch)?;
+        Ok(true)
+    }
+
+    pub fn run_count(&self) -> u64 {
+        self.inner.run_count.load(Ordering::Relaxed)
+    }
+
+    /// Makes every write so far durable on disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Deletes up to `batch` runs that are past retention or beyond
+    /// `max_runs`, oldest first; unfinished runs are kept until they are past
+    /// retention. Returns how many it deleted.
+    pub fn prune(&self, now: DateTime<Utc>, batch: usize) -> Result<usize, StoreError> {
+        let inner = &*self.inner;
+        let cutoff = now
+            - chrono::Duration::from_std(inner.options.retention)
+                .unwrap_or(chrono::Duration::MAX);
+        let cutoff_ms = cutoff.timestamp_millis().max(0) as u64;
+        let mut deleted = 0;
+        let mut victims = Vec::new();
+        let mut excess = self.run_count().saturating_sub(inner.options.max_runs);
+        for item in inner.runs.iter() {
+            if victims.len() >= batch {
+                break;
+            }
+            let (key, bytes) = item?;
+            let run_id = String::from_utf8_lossy(&key).into_owned();
+            let expired = ulid_millis(&run_id).is_some_and(|ms| ms < cutoff_ms);
+            if !expired && excess == 0 {
+                break; // keys are in time order: nothing later is expired
+            }
+            let finished = decode::<PipelineRun>(&run_id, &bytes)
+                .map(|r| r.is_finished())
+                .unwrap_or(true);
+            if expired || finished {
+                victims.push(run_id);
+                excess = excess.saturating_sub(1);
+            }
+        }
+        for run_id in victims {
+            if self.delete_run(&run_id)? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn matches(run: &PipelineRun, q: &RunQuery) -> bool {
+    q.status.is_none_or(|s| run.status == s)
+        && q.definition.as_ref().is_none_or(|d| &run.definition == d)
+        && q.source
+            .as_ref()
+            .is_none_or(|s| run.source.as_deref() == Some(s.as_str()))
+        && q.since.is_none_or(|t| run.created_at >= t)
+}
+
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.raw_os_error() == Some(11)
+        || e.to_string().contains("could not acquire lock")
+}
+
+/// Milliseconds since the epoch encoded in a ULID run id.
+fn ulid_millis(run_id: &str) -> Option<u64> {
+    ulid::Ulid::from_string(run_id).ok().map(|u| u.timestamp_ms())
+}
+
+fn index_prefix(value: &str) -> Vec<u8> {
+    let mut key = value.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn index_key(value: &str, run_id: &str) -> Vec<u8> {
+    let mut key = index_prefix(value);
+    key.extend_from_slice(run_id.as_bytes());
+    key
+}
+
+fn stage_key(run_id: &str, seq: u32) -> Vec<u8> {
+    let mut key = run_id.as_bytes().to_vec();
+    key.push(b':');
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        key: String::new(),
+        message: e.to_string(),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
