@@ -126,7 +126,13 @@ impl Checker<'_> {
         };
         for key in top.keys() {
             if !TOP_KEYS.contains(&key.as_str()) && !key.starts_with('_') {
-                self.issue(key.clone(), unknown_key_message(key, TOP_KEYS));
+                self.issue(
+                    key.clone(),
+                    format!(
+                        "{} (keys starting with `_` are comments: `_{key}`)",
+                        unknown_key_message(key, TOP_KEYS)
+                    ),
+                );
             }
         }
         let version = match top.get("version") {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 pub const DRIVERS: &[&str] = &["log", "webhook"];
 /// Drivers people will write that this version does not have yet.
-const PLANNED: &[&str] = &["slack", "email", "pagerduty", "generic", "teams", "discord"];
+const PLANNED: &[&str] = &["slack", "email", "pagerduty", "teams", "discord"];
 
 pub struct NotifyHandler {
     services: Arc<Services>,
@@ -86,6 +86,13 @@ impl NodeHandler for NotifyHandler {
                     }
                 },
             },
+            Some(d) if d == "generic" => {
+                issues.push(ConfigIssue::new(
+                    "driver",
+                    "the seed app's `generic` driver is `webhook` in herald: write \"driver\": \"webhook\", \"channel\": \"<name>\" and add [notify.webhook.<name>] with its url to config.toml",
+                ));
+                None
+            }
             Some(d) if PLANNED.contains(&d.as_str()) => {
                 issues.push(ConfigIssue::new(
                     "driver",
