@@ -75,8 +75,9 @@ impl Condition {
         let (lhs, op, rhs) = match split_operator(text) {
             Some(parts) => parts,
             None => {
-                let (node, rest) = split_reference(text)?;
-                if rest == ["has_errors"] {
+                if let Ok((node, rest)) = split_reference(text)
+                    && rest == ["has_errors"]
+                {
                     return Ok(Condition::HasErrors { node });
                 }
                 return Err(format!(

@@ -152,7 +152,11 @@ impl Engine {
         record.status = RunStatus::Pending;
         record.started_at = Some(Utc::now());
         let next_seq = stages.iter().map(|s| s.seq + 1).max().unwrap_or(0);
-        let state = RunState::new(record, next_seq);
+        let mut state = RunState::new(record, next_seq);
+        for stage in &stages {
+            let n = state.prior_attempts.entry(stage.node_id.clone()).or_default();
+            *n = (*n).max(stage.attempt);
+        }
         self.drive(definition, state, done).await
     }
 
@@ -259,10 +263,12 @@ impl Engine {
         let max_attempts = node.retries + 1;
         let mut errors = Vec::new();
         let node_started = Instant::now();
+        // Attempt numbers continue across resumes, so stage keys never repeat.
+        let offset = state.prior_attempts.get(&node.id).copied().unwrap_or(0);
         let mut attempt = 1;
         loop {
             let seq = state.take_seq();
-            let mut stage = state.stage_record(node, seq, attempt, StageStatus::Running);
+            let mut stage = state.stage_record(node, seq, offset + attempt, StageStatus::Running);
             self.save_stage(&stage)?;
             let attempt_started = Instant::now();
             let outcome = {
@@ -272,7 +278,7 @@ impl Engine {
                     trace_id: &state.record.trace_id,
                     definition: &definition.name,
                     node_id: &node.id,
-                    attempt,
+                    attempt: offset + attempt,
                     source: state.record.source.as_deref(),
                     environment: state.record.environment.as_deref(),
                     payload: &state.record.payload,
@@ -370,6 +376,8 @@ struct RunState {
     record: PipelineRun,
     results: IndexMap<String, NodeResult>,
     next_seq: u32,
+    /// Attempts recorded before a resume, by node id.
+    prior_attempts: std::collections::HashMap<String, u32>,
 }
 
 impl RunState {
@@ -378,6 +386,7 @@ impl RunState {
             record,
             results: IndexMap::new(),
             next_seq,
+            prior_attempts: Default::default(),
         }
     }
 

@@ -1,0 +1,124 @@
+//! Shared test helpers: temp dirs, the handler registry, and a real HTTP
+//! receiver on loopback that stands in for a webhook target.
+#![allow(dead_code)]
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Path of a fixture file under tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture(name)).expect("fixture exists");
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP server on 127.0.0.1:0 that records requests and answers with the
+/// queued statuses (then 200), optionally after a delay.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        Self::start_with_delay(Duration::ZERO).await
+    }
+
+    pub async fn start_with_delay(delay: Duration) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let statuses = Arc::new(Mutex::new(VecDeque::new()));
+        let (rec, sts) = (received.clone(), statuses.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (rec, sts) = (rec.clone(), sts.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (rec, sts) = (rec.clone(), sts.clone());
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let headers = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                                .collect();
+                            let bytes = req.into_body().collect().await?.to_bytes();
+                            let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            rec.lock().unwrap().push(Received { path, headers, body });
+                            let status = sts.lock().unwrap().pop_front().unwrap_or(200);
+                            let mut resp = Response::new(Full::new(Bytes::from_static(b"{}")));
+                            *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                            Ok::<_, hyper::Error>(resp)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver {
+            addr,
+            received,
+            statuses,
+            task,
+        }
+    }
+
+    /// Answer the next requests with these statuses, in order.
+    pub fn respond_with(&self, statuses: &[u16]) {
+        self.statuses.lock().unwrap().extend(statuses.iter().copied());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
