@@ -1,0 +1,335 @@
+//! The real `herald` binary, end to end: each shipped definition runs and is
+//! listed, `validate` points at file:line:col, and bad input gives one clear
+//! line and a non-zero exit — never a panic.
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+/// A temp workspace with its own config.toml, data dir and definitions dir.
+struct Workspace {
+    dir: tempfile::TempDir,
+    definitions: PathBuf,
+    _own_definitions: Option<tempfile::TempDir>,
+}
+
+impl Workspace {
+    /// Uses the repository's shipped definitions.
+    fn shipped() -> Workspace {
+        Self::with_definitions(Path::new(env!("CARGO_MANIFEST_DIR")).join("definitions"), "")
+    }
+
+    fn with_definitions(definitions: PathBuf, extra_config: &str) -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!(
+                "data_dir = \"data\"\ndefinitions_dir = \"{}\"\nlog_level = \"warn\"\n{extra_config}",
+                definitions.display()
+            ),
+        )
+        .unwrap();
+        Workspace {
+            dir,
+            definitions,
+            _own_definitions: None,
+        }
+    }
+
+    /// An empty definitions dir of its own.
+    fn empty(extra_config: &str) -> Workspace {
+        let defs = tempfile::tempdir().unwrap();
+        let mut ws = Self::with_definitions(defs.path().to_path_buf(), extra_config);
+        ws._own_definitions = Some(defs);
+        ws
+    }
+
+    fn write_definition(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.definitions.join(format!("{name}.json"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("HERALD_LOG")
+            .env_remove("RUST_BACKTRACE");
+        cmd
+    }
+
+    fn herald(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.herald(args);
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        })
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit 1, a single `error: …` line containing `needle`, no panic.
+fn assert_clean_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("error: ")), "{err}");
+    assert!(err.contains(needle), "`{needle}` not in: {err}");
+}
+
+#[test]
+fn each_shipped_definition_runs_and_is_listed() {
+    let ws = Workspace::shipped();
+    let payload = support::fixture("alertmanager-0.25-webhook-firing.json");
+    let payload = payload.to_str().unwrap();
+    let cases: &[(&str, Option<&str>, &str)] = &[
+        ("health-check", None, "NOTIFIED"),
+        ("metrics-alert", None, "NOTIFIED"),
+        ("alert-triggered", Some(payload), "NOTIFIED"),
+        ("default", Some(payload), "NOTIFIED"),
+        // The notification is skipped while the host is healthy.
+        ("guarded-notify", None, ""),
+    ];
+    let mut run_ids = Vec::new();
+    for (name, payload, status) in cases {
+        let mut args = vec!["run", name, "--json"];
+        if let Some(p) = payload {
+            args.extend(["--payload", p]);
+        }
+        let result = ws.json(&args);
+        assert_eq!(result["definition"], *name);
+        if !status.is_empty() {
+            assert_eq!(result["status"], *status, "{name}: {result:#}");
+        }
+        assert_ne!(result["status"], "FAILED", "{name}: {result:#}");
+        run_ids.push(result["run_id"].as_str().unwrap().to_string());
+    }
+    let listed = ws.json(&["runs", "list", "--json"]);
+    let listed_ids: Vec<&str> = listed["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    let newest_first: Vec<&str> = run_ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed_ids, newest_first);
+
+    let table = stdout(&ws.herald(&["runs", "list"]));
+    for (name, _, _) in cases {
+        assert!(table.contains(name), "{name} not in\n{table}");
+    }
+    let by_def = ws.json(&["runs", "list", "--definition", "health-check", "--json"]);
+    assert_eq!(by_def["runs"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn run_json_has_the_result_shape() {
+    let ws = Workspace::shipped();
+    let p = support::fixture("seed-generic.json");
+    let r = ws.json(&["run", "alert-triggered", "--payload", p.to_str().unwrap(), "--json", "--source", "test", "--environment", "staging"]);
+    for key in ["trace_id", "run_id", "definition", "definition_version", "status", "incident_id", "executed_nodes", "skipped_nodes", "node_results", "duration_ms", "error"] {
+        assert!(r.get(key).is_some(), "missing {key} in {r:#}");
+    }
+    let ingest = &r["node_results"]["ingest"];
+    for key in ["node_type", "status", "output", "errors", "attempts", "duration_ms"] {
+        assert!(ingest.get(key).is_some(), "missing node_results.ingest.{key}");
+    }
+    assert_eq!(ingest["output"]["alerts"][0]["name"], "Test Alert");
+    assert_eq!(r["incident_id"], ingest["output"]["incident_id"]);
+
+    let run_id = r["run_id"].as_str().unwrap();
+    let shown = ws.json(&["runs", "show", run_id, "--json"]);
+    assert_eq!(shown["source"], "test");
+    assert_eq!(shown["environment"], "staging");
+    assert_eq!(shown["stages"].as_array().unwrap().len(), 4);
+    let human = stdout(&ws.herald(&["runs", "show", run_id]));
+    assert!(human.contains("alert-triggered") && human.contains("SUCCEEDED"), "{human}");
+}
+
+#[test]
+fn human_summary_lists_each_node() {
+    let ws = Workspace::shipped();
+    let out = ws.herald(&["run", "health-check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for node in ["metrics", "check", "analyze", "notify"] {
+        assert!(text.contains(node), "{node} not in\n{text}");
+    }
+    assert!(text.contains("status NOTIFIED"), "{text}");
+}
+
+#[test]
+fn payload_from_stdin() {
+    let ws = Workspace::shipped();
+    let mut child = ws
+        .command(&["run", "default", "--payload", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(support::fixture("seed-alertmanager-alert.json")).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["node_results"]["ingest"]["output"]["alerts"][0]["name"], "DiskSpaceLow");
+}
+
+#[test]
+fn failed_run_exits_non_zero() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ws = Workspace::empty(&format!("[notify.webhook.ops]\nurl = \"http://127.0.0.1:{port}/\"\n"));
+    ws.write_definition(
+        "page",
+        r#"{"version": "1", "nodes": [{"id": "n", "type": "notify", "config": {"driver": "webhook", "channel": "ops"}, "retries": 0}]}"#,
+    );
+    let out = ws.herald(&["run", "page"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("status FAILED"), "{}", stdout(&out));
+    let failed = ws.json(&["runs", "list", "--status", "failed", "--json"]);
+    assert_eq!(failed["runs"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn validate_points_at_file_line_and_column() {
+    let ws = Workspace::empty("");
+    let broken = ws.write_definition("broken", "{\n  \"version\": \"1\",\n  \"nodes\": [\n    {\"id\": \"a\" \"type\": \"notify\"}\n  ]\n}\n");
+    let out = ws.herald(&["validate", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("{}:4:16", broken.display())), "{text}");
+
+    let many = ws.write_definition(
+        "many",
+        "{\n\"version\": \"1\",\n\"nodes\": [\n{\"id\": \"a\", \"type\": \"nope\", \"next\": \"z\"},\n{\"id\": \"a\", \"type\": \"notify\", \"config\": {\"driver\": \"log\", \"colour\": 1}}\n]\n}\n",
+    );
+    let out = ws.herald(&["validate", many.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for needle in [":4:", "nodes[0].type", "nodes[0].next", "nodes[1].id", "nodes[1].config.colour"] {
+        assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
+
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("definitions");
+    let out = ws.herald(&["validate", shipped.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
+fn bad_input_gives_one_clear_line() {
+    let ws = Workspace::shipped();
+    let bad = ws.dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"name\": \"x\",,}").unwrap();
+    assert_clean_error(&ws.herald(&["run", "default", "--payload", bad.to_str().unwrap()]), "bad.json:1:14 is not valid JSON");
+    assert_clean_error(&ws.herald(&["run", "default", "--payload", "/nonexistent/p.json"]), "cannot read payload");
+    assert_clean_error(&ws.herald(&["run", "no-such-thing"]), "no definition named `no-such-thing`; known: ");
+    assert_clean_error(&ws.herald(&["runs", "show", "01NOTHERE"]), "no run with id 01NOTHERE");
+    assert_clean_error(&ws.herald(&["runs", "list", "--status", "weird"]), "unknown status `weird`");
+
+    let file_as_dir = ws.dir.path().join("file");
+    std::fs::write(&file_as_dir, "x").unwrap();
+    assert_clean_error(
+        &ws.herald(&["--data-dir", file_as_dir.to_str().unwrap(), "run", "health-check"]),
+        "cannot open data dir",
+    );
+    assert_clean_error(&ws.herald(&["--definitions", "/nonexistent/defs", "definitions"]), "cannot read definitions directory");
+    assert_clean_error(
+        &Command::new(BIN).args(["--config", "/nonexistent/herald.toml", "definitions"]).output().unwrap(),
+        "cannot read config",
+    );
+}
+
+#[test]
+fn running_an_invalid_definition_shows_its_errors() {
+    let ws = Workspace::empty("");
+    ws.write_definition("oops", r#"{"version": "1", "nodes": [{"id": "a", "type": "notify", "config": {"driver": "fax"}}]}"#);
+    let out = ws.herald(&["run", "oops"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("definition `oops` is invalid") && err.contains("unknown driver `fax`"), "{err}");
+    let listed = ws.json(&["definitions", "--json"]);
+    let oops = listed.as_array().unwrap().iter().find(|d| d["name"] == "oops").unwrap();
+    assert_eq!(oops["state"], "invalid");
+    assert_eq!(oops["errors"][0]["path"], "nodes[0].config.driver");
+}
+
+fn wait_for_stderr(child: &mut Child, needle: &str, timeout: Duration) -> String {
+    use std::io::Read;
+    let stderr = child.stderr.as_mut().unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !seen.contains(needle) {
+        match stderr.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+#[test]
+fn serve_holds_the_data_dir_and_exits_0_on_sigterm() {
+    let ws = Workspace::shipped();
+    let mut serve = ws
+        .command(&["--log-level", "info", "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(20));
+    assert!(seen.contains("herald started"), "{seen}");
+
+    assert_clean_error(&ws.herald(&["run", "health-check"]), "is in use by another herald process");
+
+    let status = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = serve.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+    // The data dir is free again.
+    let out = ws.herald(&["run", "health-check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn definitions_lists_shipped_and_builtin() {
+    let ws = Workspace::shipped();
+    let list = ws.json(&["definitions", "--json"]);
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    for n in ["default", "alert-triggered", "health-check", "metrics-alert", "guarded-notify"] {
+        assert!(names.contains(&n), "{n} not in {names:?}");
+    }
+    let hc = list.as_array().unwrap().iter().find(|d| d["name"] == "health-check").unwrap();
+    assert_eq!(hc["schedule"]["every"], "5m");
+    let table = stdout(&ws.herald(&["definitions"]));
+    assert!(table.contains("every 5m"), "{table}");
+}

@@ -1,0 +1,258 @@
+//! The sled store: round trip, newest-first pagination and filters, reopen
+//! after close, retention by age and by count, and the in-use error.
+
+use chrono::{Duration as ChronoDuration, Utc};
+use herald::store::{PipelineRun, RunQuery, RunStatus, StageExecution, StageStatus, Store, StoreError, StoreOptions};
+use serde_json::json;
+use std::time::Duration;
+
+fn run_at(ms: u64, definition: &str, status: RunStatus) -> PipelineRun {
+    let id = ulid::Ulid::from_parts(ms, fastrand_u128()).to_string();
+    let created = chrono::DateTime::from_timestamp_millis(ms as i64).unwrap();
+    PipelineRun {
+        run_id: id.clone(),
+        trace_id: format!("trace-{id}"),
+        definition: definition.to_string(),
+        definition_version: "v1".into(),
+        source: Some(if ms % 2 == 0 { "cli" } else { "webhook" }.into()),
+        environment: None,
+        status,
+        current_stage: None,
+        current_node: None,
+        incident_id: None,
+        attempts: 1,
+        max_retries: 3,
+        last_error: None,
+        executed_nodes: vec![],
+        skipped_nodes: vec![],
+        created_at: created,
+        started_at: Some(created),
+        completed_at: Some(created),
+        duration_ms: Some(1),
+        payload: json!({"n": ms}),
+    }
+}
+
+fn fastrand_u128() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    N.fetch_add(1, Ordering::Relaxed) as u128
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(dir, StoreOptions::default()).unwrap()
+}
+
+fn now_ms() -> u64 {
+    Utc::now().timestamp_millis() as u64
+}
+
+#[test]
+fn round_trip_with_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let run = run_at(now_ms(), "d", RunStatus::Notified);
+    store.put_run(&run).unwrap();
+    for (seq, node) in ["a", "b"].iter().enumerate() {
+        store
+            .put_stage(&StageExecution {
+                run_id: run.run_id.clone(),
+                seq: seq as u32,
+                node_id: node.to_string(),
+                stage: "notify".into(),
+                attempt: 1,
+                idempotency_key: StageExecution::key(&run.run_id, node, 1),
+                status: StageStatus::Succeeded,
+                started_at: Utc::now(),
+                completed_at: Some(Utc::now()),
+                duration_ms: Some(2),
+                output: Some(json!({"ok": node})),
+                error: None,
+            })
+            .unwrap();
+    }
+    assert_eq!(store.get_run(&run.run_id).unwrap(), Some(run.clone()));
+    let stages = store.stages(&run.run_id).unwrap();
+    assert_eq!(stages.len(), 2);
+    assert_eq!(stages[1].output, Some(json!({"ok": "b"})));
+    assert_eq!(store.get_run("01MISSING").unwrap(), None);
+}
+
+#[test]
+fn lists_newest_first_with_cursor_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let base = now_ms() - 100_000;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let r = run_at(base + i * 10, "d", RunStatus::Completed);
+        ids.push(r.run_id.clone());
+        store.put_run(&r).unwrap();
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_runs(&RunQuery { limit: 10, cursor: cursor.clone(), ..RunQuery::default() })
+            .unwrap();
+        seen.extend(page.runs.iter().map(|r| r.run_id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every run once, newest first");
+}
+
+#[test]
+fn filters_by_status_definition_source_and_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let base = now_ms() - 100_000;
+    for i in 0..12u64 {
+        let status = if i % 3 == 0 { RunStatus::Failed } else { RunStatus::Notified };
+        let def = if i % 2 == 0 { "even" } else { "odd" };
+        store.put_run(&run_at(base + i * 1000, def, status)).unwrap();
+    }
+    let q = |q: RunQuery| store.list_runs(&RunQuery { limit: 100, ..q }).unwrap().runs;
+    let failed = q(RunQuery { status: Some(RunStatus::Failed), ..RunQuery::default() });
+    assert_eq!(failed.len(), 4);
+    assert!(failed.iter().all(|r| r.status == RunStatus::Failed));
+    let even = q(RunQuery { definition: Some("even".into()), ..RunQuery::default() });
+    assert_eq!(even.len(), 6);
+    let even_failed = q(RunQuery { definition: Some("even".into()), status: Some(RunStatus::Failed), ..RunQuery::default() });
+    assert_eq!(even_failed.len(), 2, "i = 0, 6");
+    let webhook = q(RunQuery { source: Some("webhook".into()), ..RunQuery::default() });
+    assert!(!webhook.is_empty() && webhook.iter().all(|r| r.source.as_deref() == Some("webhook")));
+    let since = chrono::DateTime::from_timestamp_millis((base + 9000) as i64).unwrap();
+    let recent = q(RunQuery { since: Some(since), ..RunQuery::default() });
+    assert_eq!(recent.len(), 3, "i = 9, 10, 11");
+}
+
+#[test]
+fn status_index_follows_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut run = run_at(now_ms(), "d", RunStatus::Pending);
+    store.put_run(&run).unwrap();
+    run.status = RunStatus::Failed;
+    store.put_run(&run).unwrap();
+    let by = |s| store.list_runs(&RunQuery { status: Some(s), limit: 10, ..RunQuery::default() }).unwrap().runs.len();
+    assert_eq!(by(RunStatus::Pending), 0);
+    assert_eq!(by(RunStatus::Failed), 1);
+    assert_eq!(store.run_count(), 1, "an update is not a new run");
+}
+
+#[test]
+fn reopen_after_close_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_at(now_ms(), "d", RunStatus::Notified);
+    {
+        let store = open(dir.path());
+        store.put_run(&run).unwrap();
+        store.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.get_run(&run.run_id).unwrap(), Some(run));
+    assert_eq!(store.run_count(), 1);
+}
+
+#[test]
+fn a_second_open_of_the_same_dir_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path());
+    match Store::open(dir.path(), StoreOptions::default()) {
+        Err(e @ StoreError::InUse(_)) => {
+            let text = e.to_string();
+            assert!(text.contains("is in use"), "{text}");
+            assert!(text.contains(&dir.path().display().to_string()), "{text}");
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("second open succeeded"),
+    }
+}
+
+#[test]
+fn a_file_where_the_data_dir_should_be_is_an_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    match Store::open(&file, StoreOptions::default()) {
+        Err(e @ StoreError::Open { .. }) => assert!(e.to_string().contains("cannot open data dir"), "{e}"),
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened a file as a data dir"),
+    }
+}
+
+#[test]
+fn retention_prunes_by_age_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { retention: Duration::from_secs(3600), ..StoreOptions::default() };
+    let store = Store::open(dir.path(), options).unwrap();
+    let now = Utc::now();
+    let old_ms = (now - ChronoDuration::hours(2)).timestamp_millis() as u64;
+    let mut old_ids = Vec::new();
+    for i in 0..30 {
+        let r = run_at(old_ms + i, "d", RunStatus::Notified);
+        old_ids.push(r.run_id.clone());
+        store.put_run(&r).unwrap();
+        store
+            .put_stage(&StageExecution {
+                run_id: r.run_id.clone(),
+                seq: 0,
+                node_id: "a".into(),
+                stage: "notify".into(),
+                attempt: 1,
+                idempotency_key: StageExecution::key(&r.run_id, "a", 1),
+                status: StageStatus::Succeeded,
+                started_at: now,
+                completed_at: None,
+                duration_ms: None,
+                output: None,
+                error: None,
+            })
+            .unwrap();
+    }
+    let fresh = run_at(now.timestamp_millis() as u64, "d", RunStatus::Notified);
+    store.put_run(&fresh).unwrap();
+
+    assert_eq!(store.prune(now, 10).unwrap(), 10, "one batch at a time");
+    assert_eq!(store.prune(now, 100).unwrap(), 20);
+    assert_eq!(store.prune(now, 100).unwrap(), 0);
+    assert_eq!(store.run_count(), 1);
+    assert!(store.get_run(&fresh.run_id).unwrap().is_some());
+    for id in &old_ids {
+        assert!(store.get_run(id).unwrap().is_none());
+        assert!(store.stages(id).unwrap().is_empty(), "stages go with their run");
+    }
+    let listed = store.list_runs(&RunQuery { definition: Some("d".into()), limit: 100, ..RunQuery::default() }).unwrap();
+    assert_eq!(listed.runs.len(), 1, "index entries go too");
+}
+
+#[test]
+fn retention_keeps_at_most_max_runs_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { max_runs: 5, ..StoreOptions::default() };
+    let store = Store::open(dir.path(), options).unwrap();
+    let base = now_ms() - 10_000;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let r = run_at(base + i * 100, "d", RunStatus::Notified);
+        ids.push(r.run_id.clone());
+        store.put_run(&r).unwrap();
+    }
+    // An unfinished old run is not pruned for count.
+    let mut running = run_at(base - 1000, "d", RunStatus::Pending);
+    running.completed_at = None;
+    store.put_run(&running).unwrap();
+    assert_eq!(store.prune(Utc::now(), 100).unwrap(), 4);
+    assert_eq!(store.run_count(), 5);
+    assert!(store.get_run(&running.run_id).unwrap().is_some());
+    for id in &ids[..4] {
+        assert!(store.get_run(id).unwrap().is_none(), "oldest finished runs go first");
+    }
+    for id in &ids[4..] {
+        assert!(store.get_run(id).unwrap().is_some());
+    }
+}
