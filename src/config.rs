@@ -162,9 +162,7 @@ impl Config {
         }
         for (name, channel) in &self.notify.webhook {
             if channel.url.is_none() && channel.url_env.is_none() {
-                return Err(format!(
-                    "notify.webhook.{name} needs `url` or `url_env`"
-                ));
+                return Err(format!("notify.webhook.{name} needs `url` or `url_env`"));
             }
             if let Some(url) = &channel.url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -197,6 +195,12 @@ mod tests {
     }
 
     #[test]
+    fn packaged_config_is_valid() {
+        let etc = Config::parse(include_str!("../packaging/config.toml")).unwrap();
+        assert_eq!(etc.data_dir, PathBuf::from("/var/lib/herald"));
+    }
+
+    #[test]
     fn unknown_key_is_an_error_with_a_line() {
         let err = Config::parse("listen = \"127.0.0.1:1\"\ndata_dri = \"x\"\n").unwrap_err();
         assert!(err.contains("data_dri"), "{err}");
@@ -214,7 +218,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("herald-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("config.toml");
-        std::fs::write(&file, "data_dir = \"data\"\ndefinitions_dir = \"/abs/defs\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "data_dir = \"data\"\ndefinitions_dir = \"/abs/defs\"\n",
+        )
+        .unwrap();
         let config = Config::from_file(&file).unwrap();
         assert_eq!(config.data_dir, dir.join("data"));
         assert_eq!(config.definitions_dir, PathBuf::from("/abs/defs"));

@@ -184,7 +184,10 @@ impl Setup {
     }
 
     fn definitions(&self, handlers: &HandlerRegistry) -> Result<DefinitionSet> {
-        Ok(DefinitionSet::load_dir(&self.config.definitions_dir, handlers)?)
+        Ok(DefinitionSet::load_dir(
+            &self.config.definitions_dir,
+            handlers,
+        )?)
     }
 }
 
@@ -192,9 +195,11 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
@@ -221,7 +226,11 @@ async fn serve(setup: Setup, listen: Option<SocketAddr>) -> Result<ExitCode> {
     let handlers = setup.handlers();
     let set = setup.definitions(&handlers)?;
     for (name, invalid) in set.invalid_files() {
-        tracing::error!(definition = name, "invalid definition, not loaded:\n{}", invalid.error);
+        tracing::error!(
+            definition = name,
+            "invalid definition, not loaded:\n{}",
+            invalid.error
+        );
     }
     let loaded = set.valid().count();
     let pruner = herald::store::spawn_pruner(store.clone());
@@ -289,7 +298,8 @@ fn read_payload(path: Option<&Path>) -> Result<Value> {
 
 fn strip_position(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    text.rfind(" at line ").map_or(text.clone(), |i| text[..i].to_string())
+    text.rfind(" at line ")
+        .map_or(text.clone(), |i| text[..i].to_string())
 }
 
 async fn run(setup: Setup, args: RunArgs) -> Result<ExitCode> {
@@ -326,7 +336,11 @@ fn print_result(result: &RunResult, json: bool) -> Result<()> {
     }
     println!(
         "run {}  definition {} ({})  status {}  {} ms",
-        result.run_id, result.definition, result.definition_version, result.status, result.duration_ms
+        result.run_id,
+        result.definition,
+        result.definition_version,
+        result.status,
+        result.duration_ms
     );
     if let Some(incident) = &result.incident_id {
         println!("incident {incident}");
@@ -384,7 +398,9 @@ fn node_note(node: &herald::engine::NodeResult) -> String {
                                 "{} {} ({})",
                                 c["name"].as_str().unwrap_or("?"),
                                 c["status"].as_str().unwrap_or("?"),
-                                c["value"].as_f64().map_or("n/a".into(), |v| format!("{v:.1}%"))
+                                c["value"]
+                                    .as_f64()
+                                    .map_or("n/a".into(), |v| format!("{v:.1}%"))
                             )
                         })
                         .collect()
@@ -412,11 +428,17 @@ fn node_note(node: &herald::engine::NodeResult) -> String {
         ),
         "notify" => format!(
             "delivered via {}",
-            text("/channel").or_else(|| text("/driver")).unwrap_or_default()
+            text("/channel")
+                .or_else(|| text("/driver"))
+                .unwrap_or_default()
         ),
         _ => {
             let s = out.to_string();
-            if s.len() > 80 { format!("{}…", &s[..s.floor_char_boundary(80)]) } else { s }
+            if s.len() > 80 {
+                format!("{}…", &s[..s.floor_char_boundary(80)])
+            } else {
+                s
+            }
         }
     }
 }
@@ -458,7 +480,11 @@ fn validate(setup: Setup, paths: Vec<PathBuf>) -> Result<ExitCode> {
         }
     }
     println!("{} file(s), {} invalid", files.len(), invalid);
-    Ok(if invalid > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if invalid > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn definitions(setup: Setup, json: bool) -> Result<ExitCode> {
@@ -493,12 +519,18 @@ fn definitions(setup: Setup, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<24} {:<8} {:>5}  {:<16}  {:<14}  DESCRIPTION", "NAME", "STATE", "NODES", "VERSION", "SCHEDULE");
+    println!(
+        "{:<24} {:<8} {:>5}  {:<16}  {:<14}  DESCRIPTION",
+        "NAME", "STATE", "NODES", "VERSION", "SCHEDULE"
+    );
     for d in set.valid() {
         let schedule = match &d.schedule {
             Some(s) => match &s.timing {
                 herald::definition::Timing::Every(e) => {
-                    format!("every {}", herald::definition::duration::format_duration(*e))
+                    format!(
+                        "every {}",
+                        herald::definition::duration::format_duration(*e)
+                    )
                 }
                 herald::definition::Timing::Cron(c) => format!("cron {c}"),
             },
@@ -551,7 +583,10 @@ async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
                 let out = json!({"runs": page.runs.iter().map(run_summary).collect::<Vec<_>>(), "next": page.next_cursor});
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  SOURCE", "RUN_ID", "DEFINITION", "STATUS", "CREATED", "MS");
+                println!(
+                    "{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  SOURCE",
+                    "RUN_ID", "DEFINITION", "STATUS", "CREATED", "MS"
+                );
                 for r in &page.runs {
                     println!(
                         "{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  {}",
@@ -582,15 +617,24 @@ async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
             }
             println!("run         {}", run.run_id);
             println!("trace       {}", run.trace_id);
-            println!("definition  {} ({})", run.definition, run.definition_version);
+            println!(
+                "definition  {} ({})",
+                run.definition, run.definition_version
+            );
             println!("status      {}", run.status);
             println!("source      {}", run.source.as_deref().unwrap_or("-"));
             println!("incident    {}", run.incident_id.as_deref().unwrap_or("-"));
             println!("created     {}", run.created_at.to_rfc3339());
-            println!("duration    {}", run.duration_ms.map_or("-".into(), |d| format!("{d} ms")));
+            println!(
+                "duration    {}",
+                run.duration_ms.map_or("-".into(), |d| format!("{d} ms"))
+            );
             println!("attempts    {}", run.attempts);
             if let Some(e) = &run.last_error {
-                println!("error       {} in `{}`: {}", e.error_type, e.node_id, e.message);
+                println!(
+                    "error       {} in `{}`: {}",
+                    e.error_type, e.node_id, e.message
+                );
             }
             println!("stages:");
             for s in &stages {

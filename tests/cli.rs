@@ -21,7 +21,10 @@ struct Workspace {
 impl Workspace {
     /// Uses the repository's shipped definitions.
     fn shipped() -> Workspace {
-        Self::with_definitions(Path::new(env!("CARGO_MANIFEST_DIR")).join("definitions"), "")
+        Self::with_definitions(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("definitions"),
+            "",
+        )
     }
 
     fn with_definitions(definitions: PathBuf, extra_config: &str) -> Workspace {
@@ -72,9 +75,16 @@ impl Workspace {
 
     fn json(&self, args: &[&str]) -> Value {
         let out = self.herald(args);
-        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "{args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 }
@@ -91,9 +101,15 @@ fn stderr(o: &Output) -> String {
 fn assert_clean_error(o: &Output, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
     let lines: Vec<&str> = err.lines().collect();
-    assert!(lines.first().is_some_and(|l| l.starts_with("error: ")), "{err}");
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("error: ")),
+        "{err}"
+    );
     assert!(err.contains(needle), "`{needle}` not in: {err}");
 }
 
@@ -125,7 +141,12 @@ fn each_shipped_definition_runs_and_is_listed() {
         run_ids.push(result["run_id"].as_str().unwrap().to_string());
     }
     let listed = ws.json(&["runs", "list", "--json"]);
-    let listed_ids: Vec<&str> = listed["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    let listed_ids: Vec<&str> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
     let newest_first: Vec<&str> = run_ids.iter().rev().map(String::as_str).collect();
     assert_eq!(listed_ids, newest_first);
 
@@ -141,13 +162,45 @@ fn each_shipped_definition_runs_and_is_listed() {
 fn run_json_has_the_result_shape() {
     let ws = Workspace::shipped();
     let p = support::fixture("seed-generic.json");
-    let r = ws.json(&["run", "alert-triggered", "--payload", p.to_str().unwrap(), "--json", "--source", "test", "--environment", "staging"]);
-    for key in ["trace_id", "run_id", "definition", "definition_version", "status", "incident_id", "executed_nodes", "skipped_nodes", "node_results", "duration_ms", "error"] {
+    let r = ws.json(&[
+        "run",
+        "alert-triggered",
+        "--payload",
+        p.to_str().unwrap(),
+        "--json",
+        "--source",
+        "test",
+        "--environment",
+        "staging",
+    ]);
+    for key in [
+        "trace_id",
+        "run_id",
+        "definition",
+        "definition_version",
+        "status",
+        "incident_id",
+        "executed_nodes",
+        "skipped_nodes",
+        "node_results",
+        "duration_ms",
+        "error",
+    ] {
         assert!(r.get(key).is_some(), "missing {key} in {r:#}");
     }
     let ingest = &r["node_results"]["ingest"];
-    for key in ["node_type", "status", "output", "errors", "attempts", "duration_ms"] {
-        assert!(ingest.get(key).is_some(), "missing node_results.ingest.{key}");
+    for key in [
+        "node_type",
+        "status",
+        "output",
+        "errors",
+        "attempts",
+        "duration_ms",
+    ] {
+        assert!(
+            ingest.get(key).is_some(),
+            "missing node_results.ingest.{key}"
+        );
     }
     assert_eq!(ingest["output"]["alerts"][0]["name"], "Test Alert");
     assert_eq!(r["incident_id"], ingest["output"]["incident_id"]);
@@ -158,7 +211,10 @@ fn run_json_has_the_result_shape() {
     assert_eq!(shown["environment"], "staging");
     assert_eq!(shown["stages"].as_array().unwrap().len(), 4);
     let human = stdout(&ws.herald(&["runs", "show", run_id]));
-    assert!(human.contains("alert-triggered") && human.contains("SUCCEEDED"), "{human}");
+    assert!(
+        human.contains("alert-triggered") && human.contains("SUCCEEDED"),
+        "{human}"
+    );
 }
 
 #[test]
@@ -193,13 +249,22 @@ fn payload_from_stdin() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["node_results"]["ingest"]["output"]["alerts"][0]["name"], "DiskSpaceLow");
+    assert_eq!(
+        r["node_results"]["ingest"]["output"]["alerts"][0]["name"],
+        "DiskSpaceLow"
+    );
 }
 
 #[test]
 fn failed_run_exits_non_zero() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let ws = Workspace::empty(&format!("[notify.webhook.ops]\nurl = \"http://127.0.0.1:{port}/\"\n"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = Workspace::empty(&format!(
+        "[notify.webhook.ops]\nurl = \"http://127.0.0.1:{port}/\"\n"
+    ));
     ws.write_definition(
         "page",
         r#"{"version": "1", "nodes": [{"id": "n", "type": "notify", "config": {"driver": "webhook", "channel": "ops"}, "retries": 0}]}"#,
@@ -218,7 +283,10 @@ fn validate_points_at_file_line_and_column() {
     let out = ws.herald(&["validate", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains(&format!("{}:4:16", broken.display())), "{text}");
+    assert!(
+        text.contains(&format!("{}:4:16", broken.display())),
+        "{text}"
+    );
 
     let many = ws.write_definition(
         "many",
@@ -227,7 +295,13 @@ fn validate_points_at_file_line_and_column() {
     let out = ws.herald(&["validate", many.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    for needle in [":4:", "nodes[0].type", "nodes[0].next", "nodes[1].id", "nodes[1].config.colour"] {
+    for needle in [
+        ":4:",
+        "nodes[0].type",
+        "nodes[0].next",
+        "nodes[1].id",
+        "nodes[1].config.colour",
+    ] {
         assert!(text.contains(needle), "{needle} not in\n{text}");
     }
 
@@ -241,21 +315,47 @@ fn bad_input_gives_one_clear_line() {
     let ws = Workspace::shipped();
     let bad = ws.dir.path().join("bad.json");
     std::fs::write(&bad, "{\"name\": \"x\",,}").unwrap();
-    assert_clean_error(&ws.herald(&["run", "default", "--payload", bad.to_str().unwrap()]), "bad.json:1:14 is not valid JSON");
-    assert_clean_error(&ws.herald(&["run", "default", "--payload", "/nonexistent/p.json"]), "cannot read payload");
-    assert_clean_error(&ws.herald(&["run", "no-such-thing"]), "no definition named `no-such-thing`; known: ");
-    assert_clean_error(&ws.herald(&["runs", "show", "01NOTHERE"]), "no run with id 01NOTHERE");
-    assert_clean_error(&ws.herald(&["runs", "list", "--status", "weird"]), "unknown status `weird`");
+    assert_clean_error(
+        &ws.herald(&["run", "default", "--payload", bad.to_str().unwrap()]),
+        "bad.json:1:14 is not valid JSON",
+    );
+    assert_clean_error(
+        &ws.herald(&["run", "default", "--payload", "/nonexistent/p.json"]),
+        "cannot read payload",
+    );
+    assert_clean_error(
+        &ws.herald(&["run", "no-such-thing"]),
+        "no definition named `no-such-thing`; known: ",
+    );
+    assert_clean_error(
+        &ws.herald(&["runs", "show", "01NOTHERE"]),
+        "no run with id 01NOTHERE",
+    );
+    assert_clean_error(
+        &ws.herald(&["runs", "list", "--status", "weird"]),
+        "unknown status `weird`",
+    );
 
     let file_as_dir = ws.dir.path().join("file");
     std::fs::write(&file_as_dir, "x").unwrap();
     assert_clean_error(
-        &ws.herald(&["--data-dir", file_as_dir.to_str().unwrap(), "run", "health-check"]),
+        &ws.herald(&[
+            "--data-dir",
+            file_as_dir.to_str().unwrap(),
+            "run",
+            "health-check",
+        ]),
         "cannot open data dir",
     );
-    assert_clean_error(&ws.herald(&["--definitions", "/nonexistent/defs", "definitions"]), "cannot read definitions directory");
     assert_clean_error(
-        &Command::new(BIN).args(["--config", "/nonexistent/herald.toml", "definitions"]).output().unwrap(),
+        &ws.herald(&["--definitions", "/nonexistent/defs", "definitions"]),
+        "cannot read definitions directory",
+    );
+    assert_clean_error(
+        &Command::new(BIN)
+            .args(["--config", "/nonexistent/herald.toml", "definitions"])
+            .output()
+            .unwrap(),
         "cannot read config",
     );
 }
@@ -267,9 +367,17 @@ fn running_an_invalid_definition_shows_its_errors() {
     let out = ws.herald(&["run", "oops"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("definition `oops` is invalid") && err.contains("unknown driver `fax`"), "{err}");
+    assert!(
+        err.contains("definition `oops` is invalid") && err.contains("unknown driver `fax`"),
+        "{err}"
+    );
     let listed = ws.json(&["definitions", "--json"]);
-    let oops = listed.as_array().unwrap().iter().find(|d| d["name"] == "oops").unwrap();
+    let oops = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "oops")
+        .unwrap();
     assert_eq!(oops["state"], "invalid");
     assert_eq!(oops["errors"][0]["path"], "nodes[0].config.driver");
 }
@@ -302,16 +410,25 @@ fn serve_holds_the_data_dir_and_exits_0_on_sigterm() {
     let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(20));
     assert!(seen.contains("herald started"), "{seen}");
 
-    assert_clean_error(&ws.herald(&["run", "health-check"]), "is in use by another herald process");
+    assert_clean_error(
+        &ws.herald(&["run", "health-check"]),
+        "is in use by another herald process",
+    );
 
-    let status = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let code = loop {
         if let Some(s) = serve.try_wait().unwrap() {
             break s.code();
         }
-        assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(code, Some(0));
@@ -324,11 +441,27 @@ fn serve_holds_the_data_dir_and_exits_0_on_sigterm() {
 fn definitions_lists_shipped_and_builtin() {
     let ws = Workspace::shipped();
     let list = ws.json(&["definitions", "--json"]);
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
-    for n in ["default", "alert-triggered", "health-check", "metrics-alert", "guarded-notify"] {
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "default",
+        "alert-triggered",
+        "health-check",
+        "metrics-alert",
+        "guarded-notify",
+    ] {
         assert!(names.contains(&n), "{n} not in {names:?}");
     }
-    let hc = list.as_array().unwrap().iter().find(|d| d["name"] == "health-check").unwrap();
+    let hc = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "health-check")
+        .unwrap();
     assert_eq!(hc["schedule"]["every"], "5m");
     let table = stdout(&ws.herald(&["definitions"]));
     assert!(table.contains("every 5m"), "{table}");

@@ -122,7 +122,10 @@ impl World {
 }
 
 async fn run(def: &Definition) -> herald::engine::RunResult {
-    Engine::new(None).run(def, RunRequest::default()).await.unwrap()
+    Engine::new(None)
+        .run(def, RunRequest::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -154,7 +157,11 @@ async fn skip_if_errors_skips_and_the_chain_goes_on() {
     assert_eq!(w.log.calls("c"), 1, "a skipped node's next is followed");
     assert_eq!(result.node_results["b"].status, StageStatus::Skipped);
     assert_eq!(result.node_results["a"].status, StageStatus::Failed);
-    assert_ne!(result.status, RunStatus::Failed, "a failed optional node does not fail the run");
+    assert_ne!(
+        result.status,
+        RunStatus::Failed,
+        "a failed optional node does not fail the run"
+    );
     assert!(result.error.is_none());
 }
 
@@ -197,7 +204,10 @@ async fn retryable_errors_are_retried_until_success() {
     assert_eq!(node.status, StageStatus::Succeeded);
     assert_eq!(node.attempts, 3);
     assert_eq!(node.errors.len(), 2);
-    assert_eq!(node.output["attempt"], 3, "the executor sees its attempt number");
+    assert_eq!(
+        node.output["attempt"], 3,
+        "the executor sees its attempt number"
+    );
     assert_eq!(w.log.calls("flaky"), 3);
 }
 
@@ -232,7 +242,11 @@ async fn timeout_fails_the_attempt_and_is_retried() {
     let node = &result.node_results["slow"];
     assert_eq!(node.status, StageStatus::Failed);
     assert_eq!(node.attempts, 2);
-    assert!(node.errors[0].contains("did not finish within 50ms"), "{:?}", node.errors);
+    assert!(
+        node.errors[0].contains("did not finish within 50ms"),
+        "{:?}",
+        node.errors
+    );
     assert!(result.duration_ms < 5000, "the slow attempt was cut off");
 }
 
@@ -253,7 +267,13 @@ async fn outputs_are_visible_to_later_nodes_and_config_is_untouched() {
     assert_eq!(before, after);
     // And a second run sees a fresh context, not the first run's outputs.
     let again = run(&def).await;
-    assert_eq!(again.node_results["c"].output["seen"].as_object().unwrap().len(), 2);
+    assert_eq!(
+        again.node_results["c"].output["seen"]
+            .as_object()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -264,13 +284,25 @@ async fn ingest_incident_id_flows_to_the_run() {
         {"id": "p", "type": "probe"}]}));
     let payload = support::fixture_json("alertmanager-0.25-webhook-firing.json");
     let result = Engine::new(None)
-        .run(&def, RunRequest { payload, ..RunRequest::default() })
+        .run(
+            &def,
+            RunRequest {
+                payload,
+                ..RunRequest::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(result.status, RunStatus::Ingested);
     let incident = result.incident_id.clone().expect("incident id");
-    assert_eq!(result.node_results["in"].output["incident_id"], json!(incident));
-    assert_eq!(result.node_results["p"].output["incident_id"], json!(incident));
+    assert_eq!(
+        result.node_results["in"].output["incident_id"],
+        json!(incident)
+    );
+    assert_eq!(
+        result.node_results["p"].output["incident_id"],
+        json!(incident)
+    );
 }
 
 #[tokio::test]
@@ -284,7 +316,10 @@ async fn ingest_without_payload_fails_without_retrying() {
 }
 
 fn webhook_world(receiver: &Receiver) -> World {
-    world_with(&format!("[notify.webhook.ops]\nurl = \"{}\"\n", receiver.url("/hook")))
+    world_with(&format!(
+        "[notify.webhook.ops]\nurl = \"{}\"\n",
+        receiver.url("/hook")
+    ))
 }
 
 #[tokio::test]
@@ -300,14 +335,30 @@ async fn notified_only_when_notify_really_succeeded() {
 
     receiver.respond_with(&[500]);
     let failed = engine
-        .run(&def, RunRequest { payload: payload.clone(), ..RunRequest::default() })
+        .run(
+            &def,
+            RunRequest {
+                payload: payload.clone(),
+                ..RunRequest::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(failed.status, RunStatus::Ingested, "a failed notify is not NOTIFIED");
+    assert_eq!(
+        failed.status,
+        RunStatus::Ingested,
+        "a failed notify is not NOTIFIED"
+    );
     assert_eq!(failed.node_results["notify"].status, StageStatus::Failed);
 
     let ok = engine
-        .run(&def, RunRequest { payload, ..RunRequest::default() })
+        .run(
+            &def,
+            RunRequest {
+                payload,
+                ..RunRequest::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(ok.status, RunStatus::Notified);
@@ -317,7 +368,10 @@ async fn notified_only_when_notify_really_succeeded() {
     assert_eq!(last.path, "/hook");
     assert_eq!(last.body["title"], "Test Alert");
     assert_eq!(last.body["run_id"], json!(ok.run_id));
-    assert_eq!(last.header("idempotency-key"), Some(format!("{}:notify", ok.run_id).as_str()));
+    assert_eq!(
+        last.header("idempotency-key"),
+        Some(format!("{}:notify", ok.run_id).as_str())
+    );
 }
 
 #[tokio::test]
@@ -341,14 +395,23 @@ async fn webhook_5xx_is_retried_with_the_same_idempotency_key_4xx_is_not() {
     receiver.respond_with(&[404]);
     let rejected = run(&def).await;
     assert_eq!(rejected.status, RunStatus::Failed);
-    assert_eq!(rejected.node_results["notify"].attempts, 1, "a 4xx is not retried");
+    assert_eq!(
+        rejected.node_results["notify"].attempts, 1,
+        "a 4xx is not retried"
+    );
 }
 
 #[tokio::test]
 async fn webhook_to_a_closed_port_fails_retryably() {
     // Bind then drop a listener: nothing listens on that port afterwards.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let w = world_with(&format!("[notify.webhook.ops]\nurl = \"http://127.0.0.1:{port}/\"\n"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let w = world_with(&format!(
+        "[notify.webhook.ops]\nurl = \"http://127.0.0.1:{port}/\"\n"
+    ));
     let def = w.definition(json!({"nodes": [
         {"id": "notify", "type": "notify", "config": {"driver": "webhook", "channel": "ops"}, "retries": 1}]}));
     let result = run(&def).await;
@@ -356,7 +419,10 @@ async fn webhook_to_a_closed_port_fails_retryably() {
     assert_eq!(result.node_results["notify"].attempts, 2);
     let error = result.error.unwrap();
     assert!(error.contains("could not connect"), "{error}");
-    assert!(!error.contains(&port.to_string()), "the URL is not echoed: {error}");
+    assert!(
+        !error.contains(&port.to_string()),
+        "the URL is not echoed: {error}"
+    );
 }
 
 #[tokio::test]
@@ -369,7 +435,14 @@ async fn runs_and_stages_are_recorded() {
         {"id": "b", "type": "probe", "skip_if_condition": "a.call == 2"}]}));
     let engine = Engine::new(Some(store.clone()));
     let result = engine
-        .run(&def, RunRequest { source: Some("test".into()), payload: json!({"k": 1}), ..RunRequest::default() })
+        .run(
+            &def,
+            RunRequest {
+                source: Some("test".into()),
+                payload: json!({"k": 1}),
+                ..RunRequest::default()
+            },
+        )
         .await
         .unwrap();
     let run = store.get_run(&result.run_id).unwrap().unwrap();
@@ -379,8 +452,10 @@ async fn runs_and_stages_are_recorded() {
     assert_eq!(run.definition_version, def.version_hash);
     assert!(run.completed_at.is_some());
     let stages = store.stages(&result.run_id).unwrap();
-    let summary: Vec<(String, u32, StageStatus)> =
-        stages.iter().map(|s| (s.node_id.clone(), s.attempt, s.status)).collect();
+    let summary: Vec<(String, u32, StageStatus)> = stages
+        .iter()
+        .map(|s| (s.node_id.clone(), s.attempt, s.status))
+        .collect();
     assert_eq!(
         summary,
         [
@@ -406,26 +481,54 @@ async fn resume_repeats_nothing_that_succeeded() {
     let engine = Engine::new(Some(store.clone()));
     let first = engine.run(&def, RunRequest::default()).await.unwrap();
     assert_eq!(first.status, RunStatus::Failed);
-    assert_eq!(store.get_run(&first.run_id).unwrap().unwrap().last_error.unwrap().node_id, "b");
+    assert_eq!(
+        store
+            .get_run(&first.run_id)
+            .unwrap()
+            .unwrap()
+            .last_error
+            .unwrap()
+            .node_id,
+        "b"
+    );
 
     let resumed = engine.resume(&def, &first.run_id).await.unwrap();
     assert_eq!(resumed.run_id, first.run_id);
     assert_eq!(resumed.status, RunStatus::Completed);
-    assert_eq!(w.log.calls("a"), 1, "a succeeded before and is not run again");
+    assert_eq!(
+        w.log.calls("a"),
+        1,
+        "a succeeded before and is not run again"
+    );
     assert_eq!(w.log.calls("b"), 2);
     assert_eq!(w.log.calls("c"), 1);
     // c still sees a's recorded output.
-    assert_eq!(resumed.node_results["c"].output["seen"]["a"]["value"], "from-a");
+    assert_eq!(
+        resumed.node_results["c"].output["seen"]["a"]["value"],
+        "from-a"
+    );
     let run = store.get_run(&first.run_id).unwrap().unwrap();
     assert_eq!(run.attempts, 2);
     assert!(run.last_error.is_none());
-    let keys: Vec<String> = store.stages(&first.run_id).unwrap().iter().map(|s| s.idempotency_key.clone()).collect();
+    let keys: Vec<String> = store
+        .stages(&first.run_id)
+        .unwrap()
+        .iter()
+        .map(|s| s.idempotency_key.clone())
+        .collect();
     let unique: std::collections::HashSet<&String> = keys.iter().collect();
-    assert_eq!(unique.len(), keys.len(), "no stage key written twice: {keys:?}");
+    assert_eq!(
+        unique.len(),
+        keys.len(),
+        "no stage key written twice: {keys:?}"
+    );
 
     match engine.resume(&def, &first.run_id).await {
         Err(EngineError::NotResumable { status, .. }) => assert_eq!(status, RunStatus::Completed),
         other => panic!("expected NotResumable, got {other:?}"),
     }
-    assert!(matches!(engine.resume(&def, "01NOPE").await, Err(EngineError::RunNotFound(_))));
+    assert!(matches!(
+        engine.resume(&def, "01NOPE").await,
+        Err(EngineError::RunNotFound(_))
+    ));
 }

@@ -2,7 +2,9 @@
 //! after close, retention by age and by count, and the in-use error.
 
 use chrono::{Duration as ChronoDuration, Utc};
-use herald::store::{PipelineRun, RunQuery, RunStatus, StageExecution, StageStatus, Store, StoreError, StoreOptions};
+use herald::store::{
+    PipelineRun, RunQuery, RunStatus, StageExecution, StageStatus, Store, StoreError, StoreOptions,
+};
 use serde_json::json;
 use std::time::Duration;
 
@@ -14,7 +16,14 @@ fn run_at(ms: u64, definition: &str, status: RunStatus) -> PipelineRun {
         trace_id: format!("trace-{id}"),
         definition: definition.to_string(),
         definition_version: "v1".into(),
-        source: Some(if ms % 2 == 0 { "cli" } else { "webhook" }.into()),
+        source: Some(
+            if ms.is_multiple_of(2) {
+                "cli"
+            } else {
+                "webhook"
+            }
+            .into(),
+        ),
         environment: None,
         status,
         current_stage: None,
@@ -94,7 +103,11 @@ fn lists_newest_first_with_cursor_pages() {
     let mut cursor = None;
     loop {
         let page = store
-            .list_runs(&RunQuery { limit: 10, cursor: cursor.clone(), ..RunQuery::default() })
+            .list_runs(&RunQuery {
+                limit: 10,
+                cursor: cursor.clone(),
+                ..RunQuery::default()
+            })
             .unwrap();
         seen.extend(page.runs.iter().map(|r| r.run_id.clone()));
         match page.next_cursor {
@@ -111,22 +124,49 @@ fn filters_by_status_definition_source_and_since() {
     let store = open(dir.path());
     let base = now_ms() - 100_000;
     for i in 0..12u64 {
-        let status = if i % 3 == 0 { RunStatus::Failed } else { RunStatus::Notified };
-        let def = if i % 2 == 0 { "even" } else { "odd" };
-        store.put_run(&run_at(base + i * 1000, def, status)).unwrap();
+        let status = if i.is_multiple_of(3) {
+            RunStatus::Failed
+        } else {
+            RunStatus::Notified
+        };
+        let def = if i.is_multiple_of(2) { "even" } else { "odd" };
+        store
+            .put_run(&run_at(base + i * 1000, def, status))
+            .unwrap();
     }
     let q = |q: RunQuery| store.list_runs(&RunQuery { limit: 100, ..q }).unwrap().runs;
-    let failed = q(RunQuery { status: Some(RunStatus::Failed), ..RunQuery::default() });
+    let failed = q(RunQuery {
+        status: Some(RunStatus::Failed),
+        ..RunQuery::default()
+    });
     assert_eq!(failed.len(), 4);
     assert!(failed.iter().all(|r| r.status == RunStatus::Failed));
-    let even = q(RunQuery { definition: Some("even".into()), ..RunQuery::default() });
+    let even = q(RunQuery {
+        definition: Some("even".into()),
+        ..RunQuery::default()
+    });
     assert_eq!(even.len(), 6);
-    let even_failed = q(RunQuery { definition: Some("even".into()), status: Some(RunStatus::Failed), ..RunQuery::default() });
+    let even_failed = q(RunQuery {
+        definition: Some("even".into()),
+        status: Some(RunStatus::Failed),
+        ..RunQuery::default()
+    });
     assert_eq!(even_failed.len(), 2, "i = 0, 6");
-    let webhook = q(RunQuery { source: Some("webhook".into()), ..RunQuery::default() });
-    assert!(!webhook.is_empty() && webhook.iter().all(|r| r.source.as_deref() == Some("webhook")));
+    let webhook = q(RunQuery {
+        source: Some("webhook".into()),
+        ..RunQuery::default()
+    });
+    assert!(
+        !webhook.is_empty()
+            && webhook
+                .iter()
+                .all(|r| r.source.as_deref() == Some("webhook"))
+    );
     let since = chrono::DateTime::from_timestamp_millis((base + 9000) as i64).unwrap();
-    let recent = q(RunQuery { since: Some(since), ..RunQuery::default() });
+    let recent = q(RunQuery {
+        since: Some(since),
+        ..RunQuery::default()
+    });
     assert_eq!(recent.len(), 3, "i = 9, 10, 11");
 }
 
@@ -138,7 +178,17 @@ fn status_index_follows_updates() {
     store.put_run(&run).unwrap();
     run.status = RunStatus::Failed;
     store.put_run(&run).unwrap();
-    let by = |s| store.list_runs(&RunQuery { status: Some(s), limit: 10, ..RunQuery::default() }).unwrap().runs.len();
+    let by = |s| {
+        store
+            .list_runs(&RunQuery {
+                status: Some(s),
+                limit: 10,
+                ..RunQuery::default()
+            })
+            .unwrap()
+            .runs
+            .len()
+    };
     assert_eq!(by(RunStatus::Pending), 0);
     assert_eq!(by(RunStatus::Failed), 1);
     assert_eq!(store.run_count(), 1, "an update is not a new run");
@@ -179,7 +229,9 @@ fn a_file_where_the_data_dir_should_be_is_an_open_error() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
     match Store::open(&file, StoreOptions::default()) {
-        Err(e @ StoreError::Open { .. }) => assert!(e.to_string().contains("cannot open data dir"), "{e}"),
+        Err(e @ StoreError::Open { .. }) => {
+            assert!(e.to_string().contains("cannot open data dir"), "{e}")
+        }
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("opened a file as a data dir"),
     }
@@ -188,7 +240,10 @@ fn a_file_where_the_data_dir_should_be_is_an_open_error() {
 #[test]
 fn retention_prunes_by_age_in_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions { retention: Duration::from_secs(3600), ..StoreOptions::default() };
+    let options = StoreOptions {
+        retention: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    };
     let store = Store::open(dir.path(), options).unwrap();
     let now = Utc::now();
     let old_ms = (now - ChronoDuration::hours(2)).timestamp_millis() as u64;
@@ -224,16 +279,28 @@ fn retention_prunes_by_age_in_batches() {
     assert!(store.get_run(&fresh.run_id).unwrap().is_some());
     for id in &old_ids {
         assert!(store.get_run(id).unwrap().is_none());
-        assert!(store.stages(id).unwrap().is_empty(), "stages go with their run");
+        assert!(
+            store.stages(id).unwrap().is_empty(),
+            "stages go with their run"
+        );
     }
-    let listed = store.list_runs(&RunQuery { definition: Some("d".into()), limit: 100, ..RunQuery::default() }).unwrap();
+    let listed = store
+        .list_runs(&RunQuery {
+            definition: Some("d".into()),
+            limit: 100,
+            ..RunQuery::default()
+        })
+        .unwrap();
     assert_eq!(listed.runs.len(), 1, "index entries go too");
 }
 
 #[test]
 fn retention_keeps_at_most_max_runs_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions { max_runs: 5, ..StoreOptions::default() };
+    let options = StoreOptions {
+        max_runs: 5,
+        ..StoreOptions::default()
+    };
     let store = Store::open(dir.path(), options).unwrap();
     let base = now_ms() - 10_000;
     let mut ids = Vec::new();
@@ -250,7 +317,10 @@ fn retention_keeps_at_most_max_runs_oldest_first() {
     assert_eq!(store.run_count(), 5);
     assert!(store.get_run(&running.run_id).unwrap().is_some());
     for id in &ids[..4] {
-        assert!(store.get_run(id).unwrap().is_none(), "oldest finished runs go first");
+        assert!(
+            store.get_run(id).unwrap().is_none(),
+            "oldest finished runs go first"
+        );
     }
     for id in &ids[4..] {
         assert!(store.get_run(id).unwrap().is_some());

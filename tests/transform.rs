@@ -20,9 +20,16 @@ async fn transform(mapping: Value, extra: Value, payload: Value) -> Value {
     let def = json!({"version": "1", "nodes": [
         {"id": "in", "type": "ingest", "next": "t"},
         {"id": "t", "type": "transform", "config": config}]});
-    let def = parse_definition("t", "t.json", &def.to_string(), &handlers).unwrap_or_else(|e| panic!("{e}"));
+    let def = parse_definition("t", "t.json", &def.to_string(), &handlers)
+        .unwrap_or_else(|e| panic!("{e}"));
     let result = Engine::new(None)
-        .run(&def, RunRequest { payload, ..RunRequest::default() })
+        .run(
+            &def,
+            RunRequest {
+                payload,
+                ..RunRequest::default()
+            },
+        )
         .await
         .unwrap();
     assert!(result.error.is_none(), "{:?}", result.error);
@@ -72,7 +79,10 @@ async fn literals_are_taken_as_written() {
         alert_payload(),
     )
     .await;
-    assert_eq!(out, json!({"kind": "host", "n": 3, "flag": true, "obj": {"k": "v"}}));
+    assert_eq!(
+        out,
+        json!({"kind": "host", "n": 3, "flag": true, "obj": {"k": "v"}})
+    );
 }
 
 #[tokio::test]
@@ -91,11 +101,20 @@ fn bad_mappings_are_validation_errors() {
     let handlers = HandlerRegistry::builtin(Arc::new(Services::new(Arc::new(Config::default()))));
     let def = json!({"version": "1", "nodes": [
         {"id": "t", "type": "transform", "config": {"mapping": {"a": "", "b": "x..y"}, "defaults": 3, "extra": 1}}]});
-    let err = parse_definition("t", "t.json", &def.to_string(), &handlers).unwrap_err().to_string();
-    for needle in ["nodes[0].config.mapping.a", "nodes[0].config.mapping.b", "nodes[0].config.defaults", "nodes[0].config.extra"] {
+    let err = parse_definition("t", "t.json", &def.to_string(), &handlers)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "nodes[0].config.mapping.a",
+        "nodes[0].config.mapping.b",
+        "nodes[0].config.defaults",
+        "nodes[0].config.extra",
+    ] {
         assert!(err.contains(needle), "{needle} not in {err}");
     }
     let def = json!({"version": "1", "nodes": [{"id": "t", "type": "transform", "config": {}}]});
-    let err = parse_definition("t", "t.json", &def.to_string(), &handlers).unwrap_err().to_string();
+    let err = parse_definition("t", "t.json", &def.to_string(), &handlers)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("needs a `mapping`"), "{err}");
 }

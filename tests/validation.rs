@@ -9,7 +9,8 @@ use herald::nodes::{HandlerRegistry, Services};
 use std::sync::Arc;
 
 fn handlers() -> HandlerRegistry {
-    let config: Config = Config::parse("[notify.webhook.ops]\nurl = \"http://127.0.0.1:9/\"\n").unwrap();
+    let config: Config =
+        Config::parse("[notify.webhook.ops]\nurl = \"http://127.0.0.1:9/\"\n").unwrap();
     HandlerRegistry::builtin(Arc::new(Services::new(Arc::new(config))))
 }
 
@@ -51,12 +52,17 @@ fn a_minimal_definition_loads() {
 
 #[test]
 fn syntax_error_has_line_and_column() {
-    let err = parse("{\n  \"version\": \"1\",\n  \"nodes\": [\n    {\"id\": \"a\",}\n  ]\n}").unwrap_err();
+    let err = parse("{\n  \"version\": \"1\",\n  \"nodes\": [\n    {\"id\": \"a\",}\n  ]\n}")
+        .unwrap_err();
     assert_eq!(err.issues.len(), 1);
     let issue = &err.issues[0];
     assert_eq!(issue.line, Some(4));
     assert!(issue.column.is_some());
-    assert!(issue.message.starts_with("invalid JSON"), "{}", issue.message);
+    assert!(
+        issue.message.starts_with("invalid JSON"),
+        "{}",
+        issue.message
+    );
     let shown = err.to_string();
     assert!(shown.starts_with("test.json:4:"), "{shown}");
 }
@@ -69,21 +75,39 @@ fn document_must_be_an_object() {
 
 #[test]
 fn version_is_required() {
-    let i = issues(&format!(r#"{{"nodes": [{{"id": "n", "type": "notify", "config": {LOG}}}]}}"#));
+    let i = issues(&format!(
+        r#"{{"nodes": [{{"id": "n", "type": "notify", "config": {LOG}}}]}}"#
+    ));
     assert!(issue_at(&i, "version").message.contains("missing"));
 }
 
 #[test]
 fn nodes_must_be_present_and_non_empty() {
-    assert!(issue_at(&issues(r#"{"version": "1"}"#), "nodes").message.contains("missing"));
-    assert!(issue_at(&issues(r#"{"version": "1", "nodes": []}"#), "nodes").message.contains("at least one node"));
-    assert!(issue_at(&issues(r#"{"version": "1", "nodes": {}}"#), "nodes").message.contains("list"));
+    assert!(
+        issue_at(&issues(r#"{"version": "1"}"#), "nodes")
+            .message
+            .contains("missing")
+    );
+    assert!(
+        issue_at(&issues(r#"{"version": "1", "nodes": []}"#), "nodes")
+            .message
+            .contains("at least one node")
+    );
+    assert!(
+        issue_at(&issues(r#"{"version": "1", "nodes": {}}"#), "nodes")
+            .message
+            .contains("list")
+    );
 }
 
 #[test]
 fn node_needs_id_and_type() {
     let i = issues(r#"{"version": "1", "nodes": [{"config": {}}]}"#);
-    let at_node: Vec<&str> = i.iter().filter(|x| x.path == "nodes[0]").map(|x| x.message.as_str()).collect();
+    let at_node: Vec<&str> = i
+        .iter()
+        .filter(|x| x.path == "nodes[0]")
+        .map(|x| x.message.as_str())
+        .collect();
     assert!(at_node.contains(&"missing `id`"), "{i:#?}");
     assert!(at_node.contains(&"missing `type`"), "{i:#?}");
 }
@@ -105,7 +129,14 @@ fn unknown_type_lists_known_types_and_suggests() {
     let m = issue_at(&i, "nodes[0].type").message;
     assert!(m.contains("unknown node type `notfy`"), "{m}");
     assert!(m.contains("did you mean `notify`"), "{m}");
-    for t in ["check", "context", "ingest", "intelligence", "notify", "transform"] {
+    for t in [
+        "check",
+        "context",
+        "ingest",
+        "intelligence",
+        "notify",
+        "transform",
+    ] {
         assert!(m.contains(t), "{m} should list {t}");
     }
 }
@@ -118,15 +149,32 @@ fn node_config_is_checked_by_its_handler() {
             {"id": "b", "type": "context", "config": {"include": ["cpu", "gpu"]}, "next": "c"},
             {"id": "c", "type": "notify", "config": {"driver": "webhook", "channel": "nope"}}]}"#,
     );
-    assert!(issue_at(&i, "nodes[0].config.provider").message.contains("unknown provider `magic`"));
-    assert!(issue_at(&i, "nodes[1].config.include[1]").message.contains("unknown section `gpu`"));
-    assert!(issue_at(&i, "nodes[2].config.channel").message.contains("no webhook channel `nope`"));
+    assert!(
+        issue_at(&i, "nodes[0].config.provider")
+            .message
+            .contains("unknown provider `magic`")
+    );
+    assert!(
+        issue_at(&i, "nodes[1].config.include[1]")
+            .message
+            .contains("unknown section `gpu`")
+    );
+    assert!(
+        issue_at(&i, "nodes[2].config.channel")
+            .message
+            .contains("no webhook channel `nope`")
+    );
 }
 
 #[test]
 fn config_must_be_an_object() {
-    let i = issues(r#"{"version": "1", "nodes": [{"id": "a", "type": "notify", "config": "log"}]}"#);
-    assert!(issue_at(&i, "nodes[0].config").message.contains("must be an object"));
+    let i =
+        issues(r#"{"version": "1", "nodes": [{"id": "a", "type": "notify", "config": "log"}]}"#);
+    assert!(
+        issue_at(&i, "nodes[0].config")
+            .message
+            .contains("must be an object")
+    );
 }
 
 #[test]
@@ -157,7 +205,11 @@ fn self_loop_is_reported() {
     let i = issues(&format!(
         r#"{{"version": "1", "nodes": [{{"id": "a", "type": "notify", "config": {LOG}, "next": "a"}}]}}"#
     ));
-    assert!(issue_at(&i, "nodes[0].next").message.contains("names itself"));
+    assert!(
+        issue_at(&i, "nodes[0].next")
+            .message
+            .contains("names itself")
+    );
 }
 
 #[test]
@@ -168,7 +220,10 @@ fn cycle_away_from_the_first_node_is_reported_too() {
             {{"id": "b", "type": "notify", "config": {LOG}, "next": "c"}},
             {{"id": "c", "type": "notify", "config": {LOG}, "next": "b"}}]}}"#
     ));
-    assert!(i.iter().any(|x| x.message.contains("cycle: b → c → b")), "{i:#?}");
+    assert!(
+        i.iter().any(|x| x.message.contains("cycle: b → c → b")),
+        "{i:#?}"
+    );
 }
 
 #[test]
@@ -189,8 +244,16 @@ fn unknown_keys_get_a_suggestion() {
         r#"{{"version": "1", "descripton": "x", "nodes": [
             {{"id": "a", "type": "notify", "config": {LOG}, "requried": false}}]}}"#
     ));
-    assert!(issue_at(&i, "descripton").message.contains("did you mean `description`"));
-    assert!(issue_at(&i, "nodes[0].requried").message.contains("did you mean `required`"));
+    assert!(
+        issue_at(&i, "descripton")
+            .message
+            .contains("did you mean `description`")
+    );
+    assert!(
+        issue_at(&i, "nodes[0].requried")
+            .message
+            .contains("did you mean `required`")
+    );
 }
 
 #[test]
@@ -207,18 +270,34 @@ fn bad_schedules() {
     let cases = [
         (r#"{"every": "soon"}"#, "schedule.every", "not a duration"),
         (r#"{"every": "100ms"}"#, "schedule.every", "at least 1s"),
-        (r#"{"cron": "61 * * * *"}"#, "schedule.cron", "not a cron expression"),
-        (r#"{"every": "5m", "cron": "* * * * *"}"#, "schedule", "not both"),
+        (
+            r#"{"cron": "61 * * * *"}"#,
+            "schedule.cron",
+            "not a cron expression",
+        ),
+        (
+            r#"{"every": "5m", "cron": "* * * * *"}"#,
+            "schedule",
+            "not both",
+        ),
         (r#"{}"#, "schedule", "needs `every`"),
-        (r#"{"every": "5m", "timezone": "Europe/Paris"}"#, "schedule.timezone", "UTC"),
+        (
+            r#"{"every": "5m", "timezone": "Europe/Paris"}"#,
+            "schedule.timezone",
+            "UTC",
+        ),
         (r#"{"evry": "5m"}"#, "schedule.evry", "did you mean `every`"),
     ];
     for (schedule, path, message) in cases {
-        let i = issues(&format!(r#"{{"version": "1", "schedule": {schedule}, "nodes": {node}}}"#));
+        let i = issues(&format!(
+            r#"{{"version": "1", "schedule": {schedule}, "nodes": {node}}}"#
+        ));
         let m = issue_at(&i, path).message;
         assert!(m.contains(message), "{schedule}: {m}");
     }
-    let ok = parse(&format!(r#"{{"version": "1", "schedule": {{"cron": "*/5 * * * *", "jitter": "5s"}}, "nodes": {node}}}"#));
+    let ok = parse(&format!(
+        r#"{{"version": "1", "schedule": {{"cron": "*/5 * * * *", "jitter": "5s"}}, "nodes": {node}}}"#
+    ));
     assert!(ok.is_ok(), "{ok:?}");
 }
 
@@ -228,9 +307,17 @@ fn bad_triggers() {
     let i = issues(&format!(
         r#"{{"version": "1", "trigger": {{"sources": ["alertmanger"], "status": ["open"], "match": {{"severity": 3}}}}, "nodes": {node}}}"#
     ));
-    assert!(issue_at(&i, "trigger.sources[0]").message.contains("did you mean `alertmanager`"));
+    assert!(
+        issue_at(&i, "trigger.sources[0]")
+            .message
+            .contains("did you mean `alertmanager`")
+    );
     assert!(issue_at(&i, "trigger.status[0]").message.contains("firing"));
-    assert!(issue_at(&i, "trigger.match.severity").message.contains("must be a string"));
+    assert!(
+        issue_at(&i, "trigger.match.severity")
+            .message
+            .contains("must be a string")
+    );
 }
 
 #[test]
@@ -239,11 +326,31 @@ fn bad_durations_and_counts() {
         r#"{{"version": "1", "defaults": {{"timeout": 30, "max_retries": -1, "backoff": "0s"}}, "nodes": [
             {{"id": "a", "type": "notify", "config": {LOG}, "timeout": "fast", "retries": 99}}]}}"#
     ));
-    assert!(issue_at(&i, "defaults.timeout").message.contains("duration string"));
-    assert!(issue_at(&i, "defaults.max_retries").message.contains("whole number"));
-    assert!(issue_at(&i, "defaults.backoff").message.contains("longer than zero"));
-    assert!(issue_at(&i, "nodes[0].timeout").message.contains("not a duration"));
-    assert!(issue_at(&i, "nodes[0].retries").message.contains("from 0 to 20"));
+    assert!(
+        issue_at(&i, "defaults.timeout")
+            .message
+            .contains("duration string")
+    );
+    assert!(
+        issue_at(&i, "defaults.max_retries")
+            .message
+            .contains("whole number")
+    );
+    assert!(
+        issue_at(&i, "defaults.backoff")
+            .message
+            .contains("longer than zero")
+    );
+    assert!(
+        issue_at(&i, "nodes[0].timeout")
+            .message
+            .contains("not a duration")
+    );
+    assert!(
+        issue_at(&i, "nodes[0].retries")
+            .message
+            .contains("from 0 to 20")
+    );
 }
 
 #[test]
@@ -264,9 +371,21 @@ fn skip_rules_are_checked() {
             {{"id": "b", "type": "notify", "config": {LOG}, "next": "c", "skip_if_errors": ["zz"]}},
             {{"id": "c", "type": "notify", "config": {LOG}, "skip_if_condition": "a.status = 1"}}]}}"#
     ));
-    assert!(issue_at(&i, "nodes[0].skip_if_errors[0]").message.contains("does not run before `a`"));
-    assert!(issue_at(&i, "nodes[1].skip_if_errors[0]").message.contains("no node has the id `zz`"));
-    assert!(issue_at(&i, "nodes[2].skip_if_condition").message.contains("not a condition"));
+    assert!(
+        issue_at(&i, "nodes[0].skip_if_errors[0]")
+            .message
+            .contains("does not run before `a`")
+    );
+    assert!(
+        issue_at(&i, "nodes[1].skip_if_errors[0]")
+            .message
+            .contains("no node has the id `zz`")
+    );
+    assert!(
+        issue_at(&i, "nodes[2].skip_if_condition")
+            .message
+            .contains("not a condition")
+    );
 }
 
 #[test]
@@ -276,7 +395,11 @@ fn condition_must_read_an_earlier_node() {
             {{"id": "a", "type": "notify", "config": {LOG}, "next": "b", "skip_if_condition": "b.has_errors"}},
             {{"id": "b", "type": "notify", "config": {LOG}}}]}}"#
     ));
-    assert!(issue_at(&i, "nodes[0].skip_if_condition").message.contains("does not run before"));
+    assert!(
+        issue_at(&i, "nodes[0].skip_if_condition")
+            .message
+            .contains("does not run before")
+    );
 }
 
 #[test]
@@ -287,8 +410,16 @@ fn transform_source_node_must_exist_and_run_earlier() {
             {"id": "m", "type": "context", "next": "u"},
             {"id": "u", "type": "transform", "config": {"mapping": {"y": "nope.cpu"}}}]}"#,
     );
-    assert!(issue_at(&i, "nodes[0].config.source_node").message.contains("does not run before `t`"));
-    assert!(issue_at(&i, "nodes[2].config.mapping.y").message.contains("no node has the id `nope`"));
+    assert!(
+        issue_at(&i, "nodes[0].config.source_node")
+            .message
+            .contains("does not run before `t`")
+    );
+    assert!(
+        issue_at(&i, "nodes[2].config.mapping.y")
+            .message
+            .contains("no node has the id `nope`")
+    );
 }
 
 #[test]
@@ -319,7 +450,14 @@ fn all_errors_are_reported_at_once_with_lines() {
 }"#;
     let err = parse(text).unwrap_err();
     let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
-    for expected in ["version", "colour", "nodes[0].type", "nodes[1].config.driver", "nodes[2].config.provider", "nodes[2].id"] {
+    for expected in [
+        "version",
+        "colour",
+        "nodes[0].type",
+        "nodes[1].config.driver",
+        "nodes[2].config.provider",
+        "nodes[2].id",
+    ] {
         assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
     }
     let driver = issue_at(&err.issues, "nodes[1].config.driver");
@@ -340,9 +478,18 @@ fn default_is_reserved_and_files_load_into_a_set() {
     assert!(set.get("good").is_some());
     assert!(set.invalid("bad").is_some());
     let default = set.get("default").expect("builtin stays");
-    assert_eq!(default.nodes.len(), 4, "the file did not replace the built-in");
+    assert_eq!(
+        default.nodes.len(),
+        4,
+        "the file did not replace the built-in"
+    );
     let reserved = set.invalid("default").expect("file is reported");
-    assert!(reserved.error.to_string().contains("reserved for the built-in pipeline"));
+    assert!(
+        reserved
+            .error
+            .to_string()
+            .contains("reserved for the built-in pipeline")
+    );
 }
 
 #[test]
@@ -357,9 +504,17 @@ fn builtin_pipeline_is_ingest_check_analyze_notify() {
 fn shipped_definitions_are_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("definitions");
     let set = DefinitionSet::load_dir(&dir, &handlers()).unwrap();
-    let invalid: Vec<String> = set.invalid_files().map(|(_, i)| i.error.to_string()).collect();
+    let invalid: Vec<String> = set
+        .invalid_files()
+        .map(|(_, i)| i.error.to_string())
+        .collect();
     assert!(invalid.is_empty(), "{invalid:#?}");
-    for name in ["alert-triggered", "health-check", "metrics-alert", "guarded-notify"] {
+    for name in [
+        "alert-triggered",
+        "health-check",
+        "metrics-alert",
+        "guarded-notify",
+    ] {
         assert!(set.get(name).is_some(), "{name} missing");
     }
 }
@@ -371,7 +526,11 @@ fn seed_definitions_validate_or_say_why() {
     let dir = support::fixture("seed-definitions");
     let set = DefinitionSet::load_dir(&dir, &handlers()).unwrap();
     let expect = |name: &str, needles: &[&str]| {
-        let err = set.invalid(name).unwrap_or_else(|| panic!("{name} should be refused")).error.to_string();
+        let err = set
+            .invalid(name)
+            .unwrap_or_else(|| panic!("{name} should be refused"))
+            .error
+            .to_string();
         for n in needles {
             assert!(err.contains(n), "{name}: `{n}` not in\n{err}");
         }
@@ -379,14 +538,26 @@ fn seed_definitions_validate_or_say_why() {
     // The seed's `generic` notify driver is herald's `webhook` with a channel.
     expect("pipeline-manager", &["nodes[2].config.driver", "`webhook`"]);
     expect("local-monitor", &["nodes[3].config.driver"]);
-    expect("pipeline-manager-openai", &["nodes[1].config.provider: provider `openai` is not available"]);
+    expect(
+        "pipeline-manager-openai",
+        &["nodes[1].config.provider: provider `openai` is not available"],
+    );
     expect(
         "pagerduty-alert",
-        &["context_flow", "`_context_flow`", "source_hint: unknown alert driver `pagerduty`", "driver `pagerduty` is not available"],
+        &[
+            "context_flow",
+            "`_context_flow`",
+            "source_hint: unknown alert driver `pagerduty`",
+            "driver `pagerduty` is not available",
+        ],
     );
     // Everything else in them is understood: the seed keys `timeout_seconds`,
     // `checker_names` and `source_hint` are read, not refused.
-    let all = set.invalid_files().map(|(_, i)| i.error.to_string()).collect::<Vec<_>>().join("\n");
+    let all = set
+        .invalid_files()
+        .map(|(_, i)| i.error.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
     for accepted in ["timeout_seconds", "checker_names"] {
         assert!(!all.contains(accepted), "{accepted} refused:\n{all}");
     }

@@ -2,9 +2,7 @@
 //! alert group, each entry of `alerts` an alert of its own. Also reads a bare
 //! `{"alerts": [...]}` list without the envelope (the seed app's sample).
 
-use super::{
-    Alert, AlertStatus, PayloadError, Severity, first_string, fingerprint, string_map,
-};
+use super::{Alert, AlertStatus, PayloadError, Severity, fingerprint, first_string, string_map};
 use serde_json::Value;
 
 /// Alertmanager writes this `endsAt` for an alert that is still firing.
@@ -18,7 +16,10 @@ pub fn looks_like(payload: &Value) -> bool {
     // Grafana's unified alerting body has the same `alerts` list; its envelope
     // carries `orgId`/`state`/`title`, which Alertmanager never sends.
     let grafana = payload.get("orgId").is_some() || payload.get("state").is_some();
-    !grafana && alerts.iter().all(|a| a.get("labels").is_some_and(Value::is_object))
+    !grafana
+        && alerts
+            .iter()
+            .all(|a| a.get("labels").is_some_and(Value::is_object))
 }
 
 pub fn normalize(payload: &Value) -> Result<Vec<Alert>, PayloadError> {
@@ -31,9 +32,9 @@ pub fn normalize(payload: &Value) -> Result<Vec<Alert>, PayloadError> {
     let group_status = payload.get("status").and_then(Value::as_str);
     let mut alerts = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let entry = item.as_object().ok_or_else(|| {
-            PayloadError(format!("alerts[{i}] must be an object"))
-        })?;
+        let entry = item
+            .as_object()
+            .ok_or_else(|| PayloadError(format!("alerts[{i}] must be an object")))?;
         let labels = string_map(entry.get("labels"));
         let annotations = string_map(entry.get("annotations"));
         let name = labels

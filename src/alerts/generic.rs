@@ -4,14 +4,27 @@
 //! app's "grafana" sample — is read by name, not as "Unknown Alert".
 
 use super::{
-    Alert, AlertStatus, PayloadError, Severity, first_string, fingerprint, scalar_text, string_map,
+    Alert, AlertStatus, PayloadError, Severity, fingerprint, first_string, scalar_text, string_map,
 };
 use serde_json::Value;
 
 /// Top-level keys that are the alert itself, not labels.
 const OWN_KEYS: &[&str] = &[
-    "name", "alertname", "title", "status", "severity", "description", "message", "summary",
-    "labels", "annotations", "fingerprint", "startsAt", "endsAt", "starts_at", "ends_at",
+    "name",
+    "alertname",
+    "title",
+    "status",
+    "severity",
+    "description",
+    "message",
+    "summary",
+    "labels",
+    "annotations",
+    "fingerprint",
+    "startsAt",
+    "endsAt",
+    "starts_at",
+    "ends_at",
     "generatorURL",
 ];
 
@@ -39,10 +52,13 @@ pub fn normalize(payload: &Value) -> Result<Vec<Alert>, PayloadError> {
     let status = match first_string(map, &["status"]) {
         None => AlertStatus::Firing,
         Some(s) => AlertStatus::parse(s).ok_or_else(|| {
-            PayloadError(format!("status `{s}` is neither \"firing\" nor \"resolved\""))
+            PayloadError(format!(
+                "status `{s}` is neither \"firing\" nor \"resolved\""
+            ))
         })?,
     };
-    let severity_text = first_string(map, &["severity"]).or(labels.get("severity").map(String::as_str));
+    let severity_text =
+        first_string(map, &["severity"]).or(labels.get("severity").map(String::as_str));
     let severity = severity_text.and_then(Severity::parse);
     let fp = first_string(map, &["fingerprint"])
         .map(str::to_string)

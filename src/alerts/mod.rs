@@ -97,7 +97,10 @@ pub const DRIVERS: &[&str] = &["alertmanager", "generic"];
 
 /// Reads every alert in `payload`. `driver` forces a format; `None` or
 /// `"auto"` detects it.
-pub fn normalize(payload: &Value, driver: Option<&str>) -> Result<(String, Vec<Alert>), PayloadError> {
+pub fn normalize(
+    payload: &Value,
+    driver: Option<&str>,
+) -> Result<(String, Vec<Alert>), PayloadError> {
     let driver = match driver {
         None | Some("auto") => detect(payload),
         Some(d) => d,

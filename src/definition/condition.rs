@@ -302,7 +302,9 @@ mod tests {
     #[test]
     fn operator_inside_quotes_is_part_of_the_string() {
         let c = Condition::parse("check.status == 'a>b'").unwrap();
-        assert!(matches!(c, Condition::Compare { op: Op::Eq, ref literal, .. } if literal == "a>b"));
+        assert!(
+            matches!(c, Condition::Compare { op: Op::Eq, ref literal, .. } if literal == "a>b")
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::time::Duration;
 /// Parses a human duration; the error says what a valid one looks like.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("`{text}` is not a duration ({e}); write it like \"500ms\", \"30s\", \"5m\" or \"1h\"")
+        format!(
+            "`{text}` is not a duration ({e}); write it like \"500ms\", \"30s\", \"5m\" or \"1h\""
+        )
     })
 }
 

@@ -141,7 +141,10 @@ impl Checker<'_> {
             Some(other) => {
                 self.issue(
                     "version",
-                    format!("must be a non-empty string like \"1.0\", found {}", kind_of(other)),
+                    format!(
+                        "must be a non-empty string like \"1.0\", found {}",
+                        kind_of(other)
+                    ),
                 );
                 None
             }
@@ -192,10 +195,10 @@ impl Checker<'_> {
             return defaults;
         };
         self.unknown_keys("defaults", map, DEFAULTS_KEYS);
-        if let Some(v) = map.get("max_retries") {
-            if let Some(n) = self.count("defaults.max_retries", v, MAX_RETRIES) {
-                defaults.max_retries = n;
-            }
+        if let Some(v) = map.get("max_retries")
+            && let Some(n) = self.count("defaults.max_retries", v, MAX_RETRIES)
+        {
+            defaults.max_retries = n;
         }
         match (map.get("timeout"), map.get("timeout_seconds")) {
             (Some(_), Some(_)) => self.issue(
@@ -218,10 +221,10 @@ impl Checker<'_> {
             },
             (None, None) => {}
         }
-        if let Some(v) = map.get("backoff") {
-            if let Some(d) = self.duration("defaults.backoff", v) {
-                defaults.backoff = d;
-            }
+        if let Some(v) = map.get("backoff")
+            && let Some(d) = self.duration("defaults.backoff", v)
+        {
+            defaults.backoff = d;
         }
         defaults
     }
@@ -262,7 +265,10 @@ impl Checker<'_> {
             (None, Some(other)) => {
                 self.issue(
                     "schedule.cron",
-                    format!("must be a string like \"*/5 * * * *\", found {}", kind_of(other)),
+                    format!(
+                        "must be a string like \"*/5 * * * *\", found {}",
+                        kind_of(other)
+                    ),
                 );
                 None
             }
@@ -301,7 +307,11 @@ impl Checker<'_> {
         self.unknown_keys("trigger", map, TRIGGER_KEYS);
         let mut trigger = Trigger::default();
         if let Some(v) = map.get("sources") {
-            for (i, source) in self.string_list("trigger.sources", v).into_iter().enumerate() {
+            for (i, source) in self
+                .string_list("trigger.sources", v)
+                .into_iter()
+                .enumerate()
+            {
                 if KNOWN_SOURCES.contains(&source.as_str()) {
                     trigger.sources.push(source);
                 } else {
@@ -319,13 +329,19 @@ impl Checker<'_> {
             }
         }
         if let Some(v) = map.get("status") {
-            for (i, status) in self.string_list("trigger.status", v).into_iter().enumerate() {
+            for (i, status) in self
+                .string_list("trigger.status", v)
+                .into_iter()
+                .enumerate()
+            {
                 if status == "firing" || status == "resolved" {
                     trigger.status.push(status);
                 } else {
                     self.issue(
                         format!("trigger.status[{i}]"),
-                        format!("`{status}` is not an alert status; use \"firing\" or \"resolved\""),
+                        format!(
+                            "`{status}` is not an alert status; use \"firing\" or \"resolved\""
+                        ),
                     );
                 }
             }
@@ -400,7 +416,10 @@ impl Checker<'_> {
                 None
             }
             Some(other) => {
-                self.issue(at("id"), format!("must be a string, found {}", kind_of(other)));
+                self.issue(
+                    at("id"),
+                    format!("must be a string, found {}", kind_of(other)),
+                );
                 None
             }
             None => {
@@ -417,12 +436,18 @@ impl Checker<'_> {
                     .unwrap_or_default();
                 self.issue(
                     at("type"),
-                    format!("unknown node type `{t}`; {hint}known types: {}", known.join(", ")),
+                    format!(
+                        "unknown node type `{t}`; {hint}known types: {}",
+                        known.join(", ")
+                    ),
                 );
                 None
             }
             Some(other) => {
-                self.issue(at("type"), format!("must be a string, found {}", kind_of(other)));
+                self.issue(
+                    at("type"),
+                    format!("must be a string, found {}", kind_of(other)),
+                );
                 None
             }
             None => {
@@ -435,7 +460,10 @@ impl Checker<'_> {
             None | Some(Value::Null) => &empty,
             Some(v @ Value::Object(_)) => v,
             Some(other) => {
-                self.issue(at("config"), format!("must be an object, found {}", kind_of(other)));
+                self.issue(
+                    at("config"),
+                    format!("must be an object, found {}", kind_of(other)),
+                );
                 &empty
             }
         };
@@ -502,7 +530,10 @@ impl Checker<'_> {
             Some(other) => {
                 self.issue(
                     at("skip_if_condition"),
-                    format!("must be a string like \"check.has_errors\", found {}", kind_of(other)),
+                    format!(
+                        "must be a string like \"check.has_errors\", found {}",
+                        kind_of(other)
+                    ),
                 );
                 None
             }
@@ -539,7 +570,9 @@ impl Checker<'_> {
     fn check_graph(&mut self, nodes: &[RawNode]) {
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         for node in nodes {
-            let Some(id) = node.id.as_deref() else { continue };
+            let Some(id) = node.id.as_deref() else {
+                continue;
+            };
             if let Some(first) = index_of.get(id) {
                 self.issue(
                     format!("nodes[{}].id", node.index),
@@ -552,7 +585,9 @@ impl Checker<'_> {
         let ids: Vec<&str> = index_of.keys().copied().collect();
         let mut next_ok = vec![true; nodes.len()];
         for node in nodes {
-            let Some(next) = node.next.as_deref() else { continue };
+            let Some(next) = node.next.as_deref() else {
+                continue;
+            };
             if node.id.as_deref() == Some(next) {
                 self.issue(
                     format!("nodes[{}].next", node.index),
@@ -637,12 +672,19 @@ impl Checker<'_> {
 
         // References (skip rules, config) must name nodes that run earlier.
         for node in nodes {
-            let Some(own) = position.get(&node.index).copied() else { continue };
+            let Some(own) = position.get(&node.index).copied() else {
+                continue;
+            };
             let mut refs: Vec<(String, String)> = node
                 .skip_if_errors
                 .iter()
                 .enumerate()
-                .map(|(i, id)| (format!("nodes[{}].skip_if_errors[{i}]", node.index), id.clone()))
+                .map(|(i, id)| {
+                    (
+                        format!("nodes[{}].skip_if_errors[{i}]", node.index),
+                        id.clone(),
+                    )
+                })
                 .collect();
             if let Some(c) = &node.condition {
                 refs.push((
@@ -709,7 +751,10 @@ impl Checker<'_> {
                 })
                 .collect(),
             other => {
-                self.issue(path, format!("must be a list of strings, found {}", kind_of(other)));
+                self.issue(
+                    path,
+                    format!("must be a list of strings, found {}", kind_of(other)),
+                );
                 Vec::new()
             }
         }
@@ -719,7 +764,10 @@ impl Checker<'_> {
         match value.as_u64() {
             Some(n) if n <= max => Some(n as u32),
             _ => {
-                self.issue(path, format!("must be a whole number from 0 to {max}, found {value}"));
+                self.issue(
+                    path,
+                    format!("must be a whole number from 0 to {max}, found {value}"),
+                );
                 None
             }
         }
@@ -741,7 +789,10 @@ impl Checker<'_> {
             other => {
                 self.issue(
                     path,
-                    format!("must be a duration string like \"30s\", found {}", kind_of(other)),
+                    format!(
+                        "must be a duration string like \"30s\", found {}",
+                        kind_of(other)
+                    ),
                 );
                 None
             }

@@ -2,7 +2,9 @@
 //! directory, plus the built-in `default`. Invalid files are kept with their
 //! errors so that `herald definitions` (and later the API) can show them.
 
-use super::{BUILTIN_NAME, Definition, DefinitionError, Issue, builtin_definition, parse_definition};
+use super::{
+    BUILTIN_NAME, Definition, DefinitionError, Issue, builtin_definition, parse_definition,
+};
 use crate::nodes::HandlerRegistry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,7 +132,10 @@ pub fn load_file(path: &Path, handlers: &HandlerRegistry) -> Result<Definition, 
                     file,
                     issues: vec![Issue::new(
                         "",
-                        format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+                        format!(
+                            "not UTF-8 text (invalid byte at offset {})",
+                            e.utf8_error().valid_up_to()
+                        ),
                     )],
                 });
             }

@@ -66,7 +66,11 @@ impl Engine {
     }
 
     /// Runs `definition` once for `request`.
-    pub async fn run(&self, definition: &Definition, request: RunRequest) -> Result<RunResult, EngineError> {
+    pub async fn run(
+        &self,
+        definition: &Definition,
+        request: RunRequest,
+    ) -> Result<RunResult, EngineError> {
         let run_id = ulid::Ulid::new().to_string();
         let now = Utc::now();
         let record = PipelineRun {
@@ -98,7 +102,11 @@ impl Engine {
     }
 
     /// Continues a FAILED run from its first node that did not succeed.
-    pub async fn resume(&self, definition: &Definition, run_id: &str) -> Result<RunResult, EngineError> {
+    pub async fn resume(
+        &self,
+        definition: &Definition,
+        run_id: &str,
+    ) -> Result<RunResult, EngineError> {
         let store = self.store.as_ref().ok_or(EngineError::NoStore)?;
         let mut record = store
             .get_run(run_id)?
@@ -154,7 +162,10 @@ impl Engine {
         let next_seq = stages.iter().map(|s| s.seq + 1).max().unwrap_or(0);
         let mut state = RunState::new(record, next_seq);
         for stage in &stages {
-            let n = state.prior_attempts.entry(stage.node_id.clone()).or_default();
+            let n = state
+                .prior_attempts
+                .entry(stage.node_id.clone())
+                .or_default();
             *n = (*n).max(stage.attempt);
         }
         self.drive(definition, state, done).await
@@ -211,7 +222,10 @@ impl Engine {
             state.absorb(node, result);
             if failed && node.required {
                 let e = error.unwrap_or_else(|| NodeError::unavailable("failed"));
-                failure = Some(format!("node `{}` ({}) failed: {}", node.id, node.node_type, e.message));
+                failure = Some(format!(
+                    "node `{}` ({}) failed: {}",
+                    node.id, node.node_type, e.message
+                ));
                 state.record.last_error = Some(RunError::from_node(&node.id, &e));
                 break;
             }
@@ -229,15 +243,25 @@ impl Engine {
         let duration_ms = started.elapsed().as_millis() as u64;
         record.duration_ms = Some(duration_ms);
         self.save_run(record)?;
-        tracing::info!(
-            run_id = %record.run_id,
-            trace_id = %record.trace_id,
-            definition = %definition.name,
-            status = %record.status,
-            duration_ms,
-            error = failure.as_deref().unwrap_or(""),
-            "run finished"
-        );
+        match &failure {
+            None => tracing::info!(
+                run_id = %record.run_id,
+                trace_id = %record.trace_id,
+                definition = %definition.name,
+                status = %record.status,
+                duration_ms,
+                "run finished"
+            ),
+            Some(error) => tracing::warn!(
+                run_id = %record.run_id,
+                trace_id = %record.trace_id,
+                definition = %definition.name,
+                status = %record.status,
+                duration_ms,
+                %error,
+                "run finished"
+            ),
+        }
         Ok(RunResult {
             trace_id: record.trace_id.clone(),
             run_id: record.run_id.clone(),
@@ -316,7 +340,11 @@ impl Engine {
                 Err(e) => {
                     errors.push(format!("attempt {attempt}: {e}"));
                     let retry = e.retryable() && attempt < max_attempts;
-                    stage.status = if retry { StageStatus::Retrying } else { StageStatus::Failed };
+                    stage.status = if retry {
+                        StageStatus::Retrying
+                    } else {
+                        StageStatus::Failed
+                    };
                     stage.error = Some(e.clone());
                     self.save_stage(&stage)?;
                     tracing::warn!(run_id = %state.record.run_id, node = %node.id, attempt, error = %e, retry, "stage attempt failed");
@@ -356,11 +384,7 @@ impl Engine {
 
 /// Why a node should be skipped, if it should.
 fn skip_reason(node: &Node, state: &RunState) -> Option<String> {
-    if let Some(failed) = node
-        .skip_if_errors
-        .iter()
-        .find(|id| state.has_errors(id))
-    {
+    if let Some(failed) = node.skip_if_errors.iter().find(|id| state.has_errors(id)) {
         return Some(format!("skip_if_errors: `{failed}` failed"));
     }
     match &node.skip_if_condition {
@@ -409,7 +433,13 @@ impl RunState {
             .collect()
     }
 
-    fn stage_record(&self, node: &Node, seq: u32, attempt: u32, status: StageStatus) -> StageExecution {
+    fn stage_record(
+        &self,
+        node: &Node,
+        seq: u32,
+        attempt: u32,
+        status: StageStatus,
+    ) -> StageExecution {
         let now = Utc::now();
         StageExecution {
             run_id: self.record.run_id.clone(),

@@ -18,9 +18,30 @@ use sysinfo::{Disks, System};
 
 /// File systems that are not storage an operator fills up.
 const PSEUDO_FS: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "cgroup", "cgroup2", "mqueue", "securityfs",
-    "debugfs", "tracefs", "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs",
-    "binfmt_misc", "nsfs", "ramfs", "squashfs", "efivarfs", "rpc_pipefs", "selinuxfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "tmpfs",
+    "cgroup",
+    "cgroup2",
+    "mqueue",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "fusectl",
+    "hugetlbfs",
+    "autofs",
+    "binfmt_misc",
+    "nsfs",
+    "ramfs",
+    "squashfs",
+    "efivarfs",
+    "rpc_pipefs",
+    "selinuxfs",
 ];
 
 /// One reading of the host.
@@ -181,8 +202,7 @@ fn disk_stats(disks: &Disks) -> Vec<DiskStats> {
             let fs_type = d.file_system().to_string_lossy().into_owned();
             let mount = d.mount_point().to_string_lossy().into_owned();
             let total = d.total_space();
-            if total == 0 || PSEUDO_FS.contains(&fs_type.as_str()) || !seen.insert(mount.clone())
-            {
+            if total == 0 || PSEUDO_FS.contains(&fs_type.as_str()) || !seen.insert(mount.clone()) {
                 return None;
             }
             let available = d.available_space();

@@ -210,12 +210,21 @@ impl Check {
                 let status = t.judge(v);
                 let message = match status {
                     CheckStatus::Ok => format!("{what} {v:.1}% is below {:.0}%", t.warning),
-                    CheckStatus::Warning => format!("{what} {v:.1}% is at or above the warning level {:.0}%", t.warning),
-                    _ => format!("{what} {v:.1}% is at or above the critical level {:.0}%", t.critical),
+                    CheckStatus::Warning => format!(
+                        "{what} {v:.1}% is at or above the warning level {:.0}%",
+                        t.warning
+                    ),
+                    _ => format!(
+                        "{what} {v:.1}% is at or above the critical level {:.0}%",
+                        t.critical
+                    ),
                 };
                 (status, message)
             }
-            None => (CheckStatus::Unknown, format!("{what} is not available on this host")),
+            None => (
+                CheckStatus::Unknown,
+                format!("{what} is not available on this host"),
+            ),
         };
         CheckResult {
             name: name.to_string(),
@@ -252,8 +261,11 @@ impl NodeExecutor for Check {
                     (metrics, "sampled")
                 }
             };
-            let results: Vec<CheckResult> =
-                self.checks.iter().map(|c| self.judge(c, &metrics)).collect();
+            let results: Vec<CheckResult> = self
+                .checks
+                .iter()
+                .map(|c| self.judge(c, &metrics))
+                .collect();
             let status = results
                 .iter()
                 .map(|r| r.status)

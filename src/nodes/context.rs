@@ -33,7 +33,11 @@ impl NodeHandler for ContextHandler {
         let mut issues = Vec::new();
         let map = config.as_object().cloned().unwrap_or_default();
         cfg::unknown_keys(&map, &["include", "checker_names"], &mut issues);
-        let key = if map.contains_key("include") { "include" } else { "checker_names" };
+        let key = if map.contains_key("include") {
+            "include"
+        } else {
+            "checker_names"
+        };
         let include = cfg::string_list(&map, key, &mut issues)
             .unwrap_or_else(|| SECTIONS.iter().map(|s| s.to_string()).collect());
         for (i, section) in include.iter().enumerate() {
@@ -43,7 +47,10 @@ impl NodeHandler for ContextHandler {
                     .unwrap_or_default();
                 issues.push(ConfigIssue::new(
                     format!("{key}[{i}]"),
-                    format!("unknown section `{section}`; {hint}known: {}", SECTIONS.join(", ")),
+                    format!(
+                        "unknown section `{section}`; {hint}known: {}",
+                        SECTIONS.join(", ")
+                    ),
                 ));
             }
         }

@@ -77,7 +77,11 @@ fn output(ctx: &NodeContext<'_>, driver: &str, alerts: &[Alert]) -> Value {
         .map(|a| a.severity)
         .max()
         .unwrap_or(Severity::Info);
-    let status = if firing.is_empty() { "resolved" } else { "open" };
+    let status = if firing.is_empty() {
+        "resolved"
+    } else {
+        "open"
+    };
     let title = match alerts {
         [one] => match alerts::instance_of(one) {
             Some(instance) => format!("{} on {instance}", one.name),

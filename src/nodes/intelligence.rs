@@ -38,7 +38,10 @@ impl NodeHandler for IntelligenceHandler {
         } else if !PROVIDERS.contains(&provider.as_str()) {
             issues.push(ConfigIssue::new(
                 "provider",
-                format!("unknown provider `{provider}`; known: {}", PROVIDERS.join(", ")),
+                format!(
+                    "unknown provider `{provider}`; known: {}",
+                    PROVIDERS.join(", ")
+                ),
             ));
         }
         if provider == "local" && map.contains_key("provider_config") {
@@ -106,7 +109,10 @@ fn analyze(ctx: &NodeContext<'_>) -> Value {
         let haystack = format!(
             "{name} {} {}",
             text(alert, "description"),
-            alert.get("labels").map(Value::to_string).unwrap_or_default()
+            alert
+                .get("labels")
+                .map(Value::to_string)
+                .unwrap_or_default()
         )
         .to_ascii_lowercase();
         signals.push(Signal {
@@ -149,9 +155,15 @@ fn analyze(ctx: &NodeContext<'_>) -> Value {
                 .filter(|s| s.category == category)
                 .map(|s| s.evidence.as_str())
                 .collect();
-            format!("{} (evidence: {})", cause_text(category), evidence.join("; "))
+            format!(
+                "{} (evidence: {})",
+                cause_text(category),
+                evidence.join("; ")
+            )
         }
-        None if !alerts.is_empty() => "All alerts are resolved; nothing points at a current problem.".to_string(),
+        None if !alerts.is_empty() => {
+            "All alerts are resolved; nothing points at a current problem.".to_string()
+        }
         None => "No firing alerts and no failing host checks.".to_string(),
     };
     let mut categories: Vec<Category> = signals.iter().map(|s| s.category).collect();
@@ -258,22 +270,38 @@ fn recommendation(category: Category, weight: u8) -> Recommendation {
         Category::Cpu => (
             "Find what is using the CPU",
             "Identify the processes with the highest CPU time and whether the load is expected.",
-            &["top -o %CPU -b -n 1 | head -20", "uptime", "journalctl -p warning --since -1h"],
+            &[
+                "top -o %CPU -b -n 1 | head -20",
+                "uptime",
+                "journalctl -p warning --since -1h",
+            ],
         ),
         Category::Memory => (
             "Find what is using memory",
             "Look for the largest resident processes and recent OOM kills.",
-            &["ps aux --sort=-rss | head -15", "free -h", "journalctl -k --since -1h | grep -i oom"],
+            &[
+                "ps aux --sort=-rss | head -15",
+                "free -h",
+                "journalctl -k --since -1h | grep -i oom",
+            ],
         ),
         Category::Disk => (
             "Free disk space",
             "Find the largest directories on the full file system; rotate or delete old logs and caches.",
-            &["df -h", "du -xh / 2>/dev/null | sort -rh | head -20", "journalctl --vacuum-size=500M"],
+            &[
+                "df -h",
+                "du -xh / 2>/dev/null | sort -rh | head -20",
+                "journalctl --vacuum-size=500M",
+            ],
         ),
         Category::Availability => (
             "Check the service that is down",
             "Confirm the process is running and reachable, then read its recent logs.",
-            &["systemctl --failed", "ss -tlnp", "journalctl -u <service> --since -1h"],
+            &[
+                "systemctl --failed",
+                "ss -tlnp",
+                "journalctl -u <service> --since -1h",
+            ],
         ),
         Category::Latency => (
             "Find the source of slow responses",
@@ -303,7 +331,11 @@ fn summary(firing: &[&Value], total_alerts: usize, checks: &[Value]) -> String {
     let mut parts = Vec::new();
     if !firing.is_empty() {
         let names: Vec<String> = firing.iter().map(|a| text(a, "name")).collect();
-        parts.push(format!("{} firing alert(s): {}", firing.len(), names.join(", ")));
+        parts.push(format!(
+            "{} firing alert(s): {}",
+            firing.len(),
+            names.join(", ")
+        ));
     } else if total_alerts > 0 {
         parts.push(format!("{total_alerts} alert(s), all resolved"));
     }

@@ -113,7 +113,10 @@ impl NodeError {
         }
     }
     pub fn retryable(&self) -> bool {
-        matches!(self.kind, NodeErrorKind::Unavailable | NodeErrorKind::Timeout)
+        matches!(
+            self.kind,
+            NodeErrorKind::Unavailable | NodeErrorKind::Timeout
+        )
     }
 }
 
@@ -266,7 +269,10 @@ pub(crate) mod config_reader {
             Some(other) => {
                 issues.push(ConfigIssue::new(
                     key,
-                    format!("must be a string, found {}", crate::definition::kind_of(other)),
+                    format!(
+                        "must be a string, found {}",
+                        crate::definition::kind_of(other)
+                    ),
                 ));
                 None
             }
@@ -284,7 +290,10 @@ pub(crate) mod config_reader {
             Some(other) => {
                 issues.push(ConfigIssue::new(
                     key,
-                    format!("must be true or false, found {}", crate::definition::kind_of(other)),
+                    format!(
+                        "must be true or false, found {}",
+                        crate::definition::kind_of(other)
+                    ),
                 ));
                 None
             }
@@ -304,7 +313,10 @@ pub(crate) mod config_reader {
                         Value::String(s) => out.push(s.clone()),
                         other => issues.push(ConfigIssue::new(
                             format!("{key}[{i}]"),
-                            format!("must be a string, found {}", crate::definition::kind_of(other)),
+                            format!(
+                                "must be a string, found {}",
+                                crate::definition::kind_of(other)
+                            ),
                         )),
                     }
                 }
@@ -313,7 +325,10 @@ pub(crate) mod config_reader {
             other => {
                 issues.push(ConfigIssue::new(
                     key,
-                    format!("must be a list of strings, found {}", crate::definition::kind_of(other)),
+                    format!(
+                        "must be a list of strings, found {}",
+                        crate::definition::kind_of(other)
+                    ),
                 ));
                 None
             }

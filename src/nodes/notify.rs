@@ -35,7 +35,11 @@ impl NodeHandler for NotifyHandler {
     fn build(&self, config: &Value) -> Result<Arc<dyn NodeExecutor>, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         let map = config.as_object().cloned().unwrap_or_default();
-        cfg::unknown_keys(&map, &["driver", "channel", "include_recommendations"], &mut issues);
+        cfg::unknown_keys(
+            &map,
+            &["driver", "channel", "include_recommendations"],
+            &mut issues,
+        );
         let include_recommendations =
             cfg::bool(&map, "include_recommendations", &mut issues).unwrap_or(true);
         let channel = cfg::string(&map, "channel", &mut issues);
@@ -49,7 +53,10 @@ impl NodeHandler for NotifyHandler {
             }
             Some(d) if d == "log" => {
                 if channel.is_some() {
-                    issues.push(ConfigIssue::new("channel", "the log driver takes no channel"));
+                    issues.push(ConfigIssue::new(
+                        "channel",
+                        "the log driver takes no channel",
+                    ));
                 }
                 Some(Driver::Log)
             }
@@ -173,8 +180,10 @@ impl NodeExecutor for Notify {
                     })?;
                     let status = response.status();
                     if status.is_success() {
-                        Ok(json!({"driver": "webhook", "channel": name, "delivered": true,
-                                  "status_code": status.as_u16(), "title": message["title"]}))
+                        Ok(
+                            json!({"driver": "webhook", "channel": name, "delivered": true,
+                                  "status_code": status.as_u16(), "title": message["title"]}),
+                        )
                     } else if status.is_server_error() || status.as_u16() == 429 {
                         Err(NodeError::unavailable(format!(
                             "webhook channel `{name}` answered {status}"
@@ -218,17 +227,22 @@ pub fn compose(ctx: &NodeContext<'_>, include_recommendations: bool) -> Value {
         .or_else(|| incident.and_then(|i| i.get("severity")))
         .and_then(Value::as_str)
         .map(str::to_string)
-        .unwrap_or_else(|| match check.and_then(|c| c.get("status")).and_then(Value::as_str) {
-            Some("CRITICAL") => "critical".to_string(),
-            Some("WARNING") => "warning".to_string(),
-            _ => "info".to_string(),
-        });
+        .unwrap_or_else(
+            || match check.and_then(|c| c.get("status")).and_then(Value::as_str) {
+                Some("CRITICAL") => "critical".to_string(),
+                Some("WARNING") => "warning".to_string(),
+                _ => "info".to_string(),
+            },
+        );
     let summary = analysis
         .and_then(|a| a.get("summary"))
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| {
-            check.and_then(|c| c.get("status")).and_then(Value::as_str).map(|s| format!("host checks: {s}"))
+            check
+                .and_then(|c| c.get("status"))
+                .and_then(Value::as_str)
+                .map(|s| format!("host checks: {s}"))
         })
         .unwrap_or_else(|| format!("run of {} finished", ctx.definition));
     let mut message = json!({

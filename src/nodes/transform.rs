@@ -32,7 +32,10 @@ impl NodeHandler for TransformHandler {
         let source_node = cfg::string(&map, "source_node", &mut issues);
         let mut fields = Vec::new();
         match map.get("mapping") {
-            None => issues.push(ConfigIssue::new("", "needs a `mapping` of output keys to paths")),
+            None => issues.push(ConfigIssue::new(
+                "",
+                "needs a `mapping` of output keys to paths",
+            )),
             Some(Value::Object(mapping)) => {
                 for (key, spec) in mapping {
                     let source = match spec {
@@ -65,7 +68,10 @@ impl NodeHandler for TransformHandler {
             }
             Some(other) => issues.push(ConfigIssue::new(
                 "mapping",
-                format!("must be an object, found {}", crate::definition::kind_of(other)),
+                format!(
+                    "must be an object, found {}",
+                    crate::definition::kind_of(other)
+                ),
             )),
         }
         let defaults = match map.get("defaults") {
@@ -74,7 +80,10 @@ impl NodeHandler for TransformHandler {
             Some(other) => {
                 issues.push(ConfigIssue::new(
                     "defaults",
-                    format!("must be an object, found {}", crate::definition::kind_of(other)),
+                    format!(
+                        "must be an object, found {}",
+                        crate::definition::kind_of(other)
+                    ),
                 ));
                 Map::new()
             }

@@ -291,8 +291,7 @@ impl Store {
     pub fn prune(&self, now: DateTime<Utc>, batch: usize) -> Result<usize, StoreError> {
         let inner = &*self.inner;
         let cutoff = now
-            - chrono::Duration::from_std(inner.options.retention)
-                .unwrap_or(chrono::Duration::MAX);
+            - chrono::Duration::from_std(inner.options.retention).unwrap_or(chrono::Duration::MAX);
         let cutoff_ms = cutoff.timestamp_millis().max(0) as u64;
         let mut deleted = 0;
         let mut victims = Vec::new();
@@ -341,7 +340,9 @@ fn is_lock_error(e: &std::io::Error) -> bool {
 
 /// Milliseconds since the epoch encoded in a ULID run id.
 fn ulid_millis(run_id: &str) -> Option<u64> {
-    ulid::Ulid::from_string(run_id).ok().map(|u| u.timestamp_ms())
+    ulid::Ulid::from_string(run_id)
+        .ok()
+        .map(|u| u.timestamp_ms())
 }
 
 fn index_prefix(value: &str) -> Vec<u8> {

@@ -14,10 +14,9 @@ pub fn spawn_pruner(store: Store) -> tokio::task::JoinHandle<()> {
         loop {
             loop {
                 let store = store.clone();
-                let pruned = tokio::task::spawn_blocking(move || {
-                    store.prune(chrono::Utc::now(), BATCH)
-                })
-                .await;
+                let pruned =
+                    tokio::task::spawn_blocking(move || store.prune(chrono::Utc::now(), BATCH))
+                        .await;
                 match pruned {
                     Ok(Ok(n)) if n == BATCH => tokio::task::yield_now().await,
                     Ok(Ok(n)) => {

@@ -65,7 +65,9 @@ impl Receiver {
         let (rec, sts) = (received.clone(), statuses.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (rec, sts) = (rec.clone(), sts.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
@@ -78,11 +80,16 @@ impl Receiver {
                                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                                 .collect();
                             let bytes = req.into_body().collect().await?.to_bytes();
-                            let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                            let body =
+                                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;
                             }
-                            rec.lock().unwrap().push(Received { path, headers, body });
+                            rec.lock().unwrap().push(Received {
+                                path,
+                                headers,
+                                body,
+                            });
                             let status = sts.lock().unwrap().pop_front().unwrap_or(200);
                             let mut resp = Response::new(Full::new(Bytes::from_static(b"{}")));
                             *resp.status_mut() = StatusCode::from_u16(status).unwrap();
@@ -105,7 +112,10 @@ impl Receiver {
 
     /// Answer the next requests with these statuses, in order.
     pub fn respond_with(&self, statuses: &[u16]) {
-        self.statuses.lock().unwrap().extend(statuses.iter().copied());
+        self.statuses
+            .lock()
+            .unwrap()
+            .extend(statuses.iter().copied());
     }
 
     pub fn url(&self, path: &str) -> String {
