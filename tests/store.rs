@@ -130,9 +130,9 @@ fn filters_by_status_definition_source_and_since() {
             RunStatus::Notified
         };
         let def = if i.is_multiple_of(2) { "even" } else { "odd" };
-        store
-            .put_run(&run_at(base + i * 1000, def, status))
-            .unwrap();
+        let mut run = run_at(base + i * 1000, def, status);
+        run.source = Some(if i < 4 { "webhook" } else { "cli" }.into());
+        store.put_run(&run).unwrap();
     }
     let q = |q: RunQuery| store.list_runs(&RunQuery { limit: 100, ..q }).unwrap().runs;
     let failed = q(RunQuery {
@@ -156,11 +156,11 @@ fn filters_by_status_definition_source_and_since() {
         source: Some("webhook".into()),
         ..RunQuery::default()
     });
+    assert_eq!(webhook.len(), 4);
     assert!(
-        !webhook.is_empty()
-            && webhook
-                .iter()
-                .all(|r| r.source.as_deref() == Some("webhook"))
+        webhook
+            .iter()
+            .all(|r| r.source.as_deref() == Some("webhook"))
     );
     let since = chrono::DateTime::from_timestamp_millis((base + 9000) as i64).unwrap();
     let recent = q(RunQuery {
