@@ -39,8 +39,110 @@ pub struct Config {
     pub definitions_dir: PathBuf,
     /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
     pub log_level: String,
+    /// Bearer tokens accepted by the API (also: `auth_token_file`, and the
+    /// `HERALD_AUTH_TOKENS` environment variable, comma-separated).
+    pub auth_tokens: Vec<String>,
+    /// A file with one token per line (`#` comments allowed).
+    pub auth_token_file: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub queue: QueueConfig,
+    pub webhooks: WebhooksConfig,
+    pub rate_limit: Option<RateLimitConfig>,
     pub store: StoreConfig,
     pub notify: NotifyConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Longest time to receive a request's headers and body.
+    #[serde(with = "serde_human")]
+    pub request_timeout: Duration,
+    /// Largest API request body.
+    pub max_body_bytes: usize,
+    /// Largest webhook body (`/alerts/webhook/…`): Alertmanager sends a whole
+    /// alert group in one body, tens of MB in an alert storm.
+    pub max_webhook_body_bytes: usize,
+    /// On SIGTERM, how long running stages may take to finish.
+    #[serde(with = "serde_human")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 1024,
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+            max_webhook_body_bytes: 64 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Runs executed at once; 0 means one per CPU core.
+    pub workers: usize,
+    /// Jobs accepted and not finished; beyond this, 429.
+    pub capacity: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            workers: 0,
+            capacity: 10_000,
+        }
+    }
+}
+
+impl QueueConfig {
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// What runs for an alert no definition's trigger claims: `builtin` (the
+    /// `default` pipeline) or `none`.
+    pub default_route: DefaultRoute,
+    /// HMAC-SHA256 secrets by webhook source; a source with a secret must send
+    /// `X-Herald-Signature: sha256=<hex of HMAC(body)>`.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            default_route: DefaultRoute::Builtin,
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultRoute {
+    Builtin,
+    None,
+}
+
+/// Requests per second per client (token, or IP without one), with a burst.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_second: f64,
+    pub burst: u32,
 }
 
 impl Default for Config {
@@ -50,6 +152,12 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             definitions_dir: PathBuf::from("./definitions"),
             log_level: "info".to_string(),
+            auth_tokens: Vec::new(),
+            auth_token_file: None,
+            server: ServerConfig::default(),
+            queue: QueueConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            rate_limit: None,
             store: StoreConfig::default(),
             notify: NotifyConfig::default(),
         }
@@ -142,6 +250,7 @@ impl Config {
         if let Some(base) = base {
             config.data_dir = join_relative(base, &config.data_dir);
             config.definitions_dir = join_relative(base, &config.definitions_dir);
+            config.auth_token_file = config.auth_token_file.map(|f| join_relative(base, &f));
         }
         Ok(config)
     }
@@ -153,7 +262,45 @@ impl Config {
         Ok(config)
     }
 
+    /// Every API token from the file, the token file and the environment.
+    pub fn tokens(&self) -> Result<Vec<String>, ConfigError> {
+        let mut tokens: Vec<String> = self.auth_tokens.clone();
+        if let Some(path) = &self.auth_token_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        if let Ok(env) = std::env::var("HERALD_AUTH_TOKENS") {
+            tokens.extend(
+                env.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        tokens.retain(|t| !t.trim().is_empty());
+        Ok(tokens)
+    }
+
     fn validate(&self) -> Result<(), String> {
+        if self.queue.capacity == 0 {
+            return Err("queue.capacity must be at least 1".to_string());
+        }
+        if self.server.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".to_string());
+        }
+        if let Some(r) = &self.rate_limit
+            && (r.per_second <= 0.0 || r.burst == 0)
+        {
+            return Err("rate_limit needs per_second > 0 and burst >= 1".to_string());
+        }
         if self.store.max_runs == 0 {
             return Err("store.max_runs must be at least 1".to_string());
         }

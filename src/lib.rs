@@ -23,8 +23,11 @@
 
 pub mod alerts;
 pub mod config;
+pub mod daemon;
 pub mod definition;
 pub mod engine;
 pub mod host;
+pub mod http;
+pub mod metrics;
 pub mod nodes;
 pub mod store;

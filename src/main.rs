@@ -176,13 +176,6 @@ impl Setup {
         HandlerRegistry::builtin(Arc::new(Services::new(self.config.clone())))
     }
 
-    fn open_store(&self) -> Result<Store> {
-        Ok(Store::open(
-            &self.config.data_dir,
-            StoreOptions::from(&self.config.store),
-        )?)
-    }
-
     fn definitions(&self, handlers: &HandlerRegistry) -> Result<DefinitionSet> {
         Ok(DefinitionSet::load_dir(
             &self.config.definitions_dir,
@@ -221,42 +214,111 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn serve(setup: Setup, listen: Option<SocketAddr>) -> Result<ExitCode> {
-    let config = &setup.config;
-    let store = setup.open_store()?;
-    let handlers = setup.handlers();
-    let set = setup.definitions(&handlers)?;
-    for (name, invalid) in set.invalid_files() {
-        tracing::error!(
-            definition = name,
-            "invalid definition, not loaded:\n{}",
-            invalid.error
-        );
-    }
-    let loaded = set.valid().count();
-    let pruner = herald::store::spawn_pruner(store.clone());
-    tracing::info!(
-        listen = %listen.unwrap_or(config.listen),
-        data_dir = %config.data_dir.display(),
-        definitions = loaded,
-        invalid = set.invalid_files().count(),
-        "herald started (HTTP API, watcher and scheduler come in later versions)"
-    );
-    wait_for_shutdown().await?;
-    tracing::info!("shutting down");
-    pruner.abort();
-    store.flush_async().await?;
+    let listen = listen.unwrap_or(setup.config.listen);
+    herald::daemon::run(setup.config.clone(), listen, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_shutdown() -> Result<()> {
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
-    Ok(())
+}
+
+/// Where runs are read and written: the store itself, or the daemon that
+/// holds it.
+enum Backend {
+    Local(Store),
+    Daemon(Client),
+}
+
+impl Setup {
+    fn backend(&self) -> Result<Backend> {
+        match Store::open(
+            &self.config.data_dir,
+            StoreOptions::from(&self.config.store),
+        ) {
+            Ok(store) => Ok(Backend::Local(store)),
+            Err(e @ herald::store::StoreError::InUse(_)) => {
+                match herald::daemon::DaemonAddress::read(&self.config.data_dir) {
+                    Some(addr) => Ok(Backend::Daemon(Client::new(
+                        addr.url,
+                        self.config.tokens()?.into_iter().next(),
+                    )?)),
+                    None => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A small client of the daemon's HTTP API, for when `herald serve` holds
+/// the data dir.
+struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(base: String, token: Option<String>) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(600))
+            .build()
+            .context("cannot build an HTTP client")?;
+        Ok(Client { base, token, http })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the running daemon at {}", self.base))?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(value)
+        } else {
+            let message = value
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed");
+            let details = value
+                .pointer("/error/details")
+                .filter(|d| d.as_array().is_some_and(|a| !a.is_empty()));
+            match details {
+                Some(d) => bail!("{message} (daemon answered {status}): {d}"),
+                None => bail!("{message} (daemon answered {status})"),
+            }
+        }
+    }
 }
 
 /// The named definition, or an error that lists what exists.
@@ -304,10 +366,24 @@ fn strip_position(e: &serde_json::Error) -> String {
 
 async fn run(setup: Setup, args: RunArgs) -> Result<ExitCode> {
     let payload = read_payload(args.payload.as_deref())?;
+    let store = match setup.backend()? {
+        Backend::Local(store) => store,
+        Backend::Daemon(client) => {
+            let body =
+                json!({"payload": payload, "source": args.source, "environment": args.environment});
+            let path = format!("/orchestration/definitions/{}/execute/", args.name);
+            let value = client
+                .call(reqwest::Method::POST, &path, Some(body))
+                .await?;
+            let result: RunResult =
+                serde_json::from_value(value).context("the daemon's answer is not a run result")?;
+            print_result(&result, args.json)?;
+            return Ok(exit_for(&result));
+        }
+    };
     let handlers = setup.handlers();
     let set = setup.definitions(&handlers)?;
     let definition = find_definition(&set, &args.name)?;
-    let store = setup.open_store()?;
     let engine = Engine::new(Some(store.clone()));
     let request = RunRequest {
         payload,
@@ -556,7 +632,10 @@ fn definitions(setup: Setup, json: bool) -> Result<ExitCode> {
 }
 
 async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
-    let store = setup.open_store()?;
+    let store = match setup.backend()? {
+        Backend::Local(store) => store,
+        Backend::Daemon(client) => return runs_via_daemon(&client, cmd).await,
+    };
     match cmd {
         RunsCommand::List {
             status,
@@ -579,29 +658,7 @@ async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
                 cursor,
                 ..RunQuery::default()
             })?;
-            if json {
-                let out = json!({"runs": page.runs.iter().map(run_summary).collect::<Vec<_>>(), "next": page.next_cursor});
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                println!(
-                    "{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  SOURCE",
-                    "RUN_ID", "DEFINITION", "STATUS", "CREATED", "MS"
-                );
-                for r in &page.runs {
-                    println!(
-                        "{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  {}",
-                        r.run_id,
-                        r.definition,
-                        r.status.as_str(),
-                        r.created_at.format("%Y-%m-%d %H:%M:%S"),
-                        r.duration_ms.map_or("-".to_string(), |d| d.to_string()),
-                        r.source.as_deref().unwrap_or("-")
-                    );
-                }
-                if let Some(next) = page.next_cursor {
-                    println!("more: herald runs list --cursor {next}");
-                }
-            }
+            print_run_list(&page.runs, page.next_cursor, json)?;
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show { run_id, json } => {
@@ -609,45 +666,7 @@ async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
                 .get_run(&run_id)?
                 .ok_or_else(|| anyhow!("no run with id {run_id}"))?;
             let stages = store.stages(&run_id)?;
-            if json {
-                let mut out = serde_json::to_value(&run)?;
-                out["stages"] = serde_json::to_value(&stages)?;
-                println!("{}", serde_json::to_string_pretty(&out)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!("run         {}", run.run_id);
-            println!("trace       {}", run.trace_id);
-            println!(
-                "definition  {} ({})",
-                run.definition, run.definition_version
-            );
-            println!("status      {}", run.status);
-            println!("source      {}", run.source.as_deref().unwrap_or("-"));
-            println!("incident    {}", run.incident_id.as_deref().unwrap_or("-"));
-            println!("created     {}", run.created_at.to_rfc3339());
-            println!(
-                "duration    {}",
-                run.duration_ms.map_or("-".into(), |d| format!("{d} ms"))
-            );
-            println!("attempts    {}", run.attempts);
-            if let Some(e) = &run.last_error {
-                println!(
-                    "error       {} in `{}`: {}",
-                    e.error_type, e.node_id, e.message
-                );
-            }
-            println!("stages:");
-            for s in &stages {
-                println!(
-                    "  {:<16} {:<13} attempt {:<2} {:<10} {:>6}  {}",
-                    s.node_id,
-                    s.stage,
-                    s.attempt,
-                    s.status.as_str(),
-                    s.duration_ms.map_or("-".into(), |d| format!("{d} ms")),
-                    s.error.as_ref().map(|e| e.message.as_str()).unwrap_or("")
-                );
-            }
+            print_run(&run, &stages, json)?;
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Resume { run_id, json } => {
@@ -664,6 +683,153 @@ async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
             Ok(exit_for(&result))
         }
     }
+}
+
+async fn runs_via_daemon(client: &Client, cmd: RunsCommand) -> Result<ExitCode> {
+    match cmd {
+        RunsCommand::List {
+            status,
+            definition,
+            limit,
+            cursor,
+            json,
+        } => {
+            let mut query: Vec<(&str, String)> = vec![("limit", limit.clamp(1, 1000).to_string())];
+            if let Some(s) = status {
+                query.push(("status", s));
+            }
+            if let Some(d) = definition {
+                query.push(("definition", d));
+            }
+            if let Some(c) = cursor {
+                query.push(("cursor", c));
+            }
+            let qs: String = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", form_encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let value = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/orchestration/pipelines/?{qs}"),
+                    None,
+                )
+                .await?;
+            let runs: Vec<PipelineRun> = serde_json::from_value(value["results"].clone())
+                .context("the daemon's answer is not a list of runs")?;
+            let next = value["next_cursor"].as_str().map(str::to_string);
+            print_run_list(&runs, next, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Show { run_id, json } => {
+            let value = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/orchestration/pipeline/{run_id}/"),
+                    None,
+                )
+                .await?;
+            let stages: Vec<herald::store::StageExecution> =
+                serde_json::from_value(value["stages"].clone())
+                    .context("the daemon's answer has no stages")?;
+            let run: PipelineRun =
+                serde_json::from_value(value).context("the daemon's answer is not a run")?;
+            print_run(&run, &stages, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Resume { run_id, json } => {
+            let value = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/orchestration/pipeline/{run_id}/resume/"),
+                    None,
+                )
+                .await?;
+            let result: RunResult =
+                serde_json::from_value(value).context("the daemon's answer is not a run result")?;
+            print_result(&result, json)?;
+            Ok(exit_for(&result))
+        }
+    }
+}
+
+fn print_run_list(runs: &[PipelineRun], next: Option<String>, json: bool) -> Result<()> {
+    if json {
+        let out = json!({"runs": runs.iter().map(run_summary).collect::<Vec<_>>(), "next": next});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  SOURCE",
+            "RUN_ID", "DEFINITION", "STATUS", "CREATED", "MS"
+        );
+        for r in runs {
+            println!(
+                "{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  {}",
+                r.run_id,
+                r.definition,
+                r.status.as_str(),
+                r.created_at.format("%Y-%m-%d %H:%M:%S"),
+                r.duration_ms.map_or("-".to_string(), |d| d.to_string()),
+                r.source.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(next) = next {
+            println!("more: herald runs list --cursor {next}");
+        }
+    }
+    Ok(())
+}
+
+fn print_run(
+    run: &PipelineRun,
+    stages: &[herald::store::StageExecution],
+    json: bool,
+) -> Result<()> {
+    if json {
+        let mut out = serde_json::to_value(run)?;
+        out["stages"] = serde_json::to_value(stages)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("run         {}", run.run_id);
+    println!("trace       {}", run.trace_id);
+    println!(
+        "definition  {} ({})",
+        run.definition, run.definition_version
+    );
+    println!("status      {}", run.status);
+    println!("source      {}", run.source.as_deref().unwrap_or("-"));
+    println!("incident    {}", run.incident_id.as_deref().unwrap_or("-"));
+    println!("created     {}", run.created_at.to_rfc3339());
+    println!(
+        "duration    {}",
+        run.duration_ms.map_or("-".into(), |d| format!("{d} ms"))
+    );
+    println!("attempts    {}", run.attempts);
+    if let Some(e) = &run.last_error {
+        println!(
+            "error       {} in `{}`: {}",
+            e.error_type, e.node_id, e.message
+        );
+    }
+    println!("stages:");
+    for s in stages {
+        println!(
+            "  {:<16} {:<13} attempt {:<2} {:<10} {:>6}  {}",
+            s.node_id,
+            s.stage,
+            s.attempt,
+            s.status.as_str(),
+            s.duration_ms.map_or("-".into(), |d| format!("{d} ms")),
+            s.error.as_ref().map(|e| e.message.as_str()).unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn form_encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 fn run_summary(r: &PipelineRun) -> Value {

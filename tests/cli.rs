@@ -399,10 +399,10 @@ fn wait_for_stderr(child: &mut Child, needle: &str, timeout: Duration) -> String
 }
 
 #[test]
-fn serve_holds_the_data_dir_and_exits_0_on_sigterm() {
+fn serve_answers_the_cli_and_exits_0_on_sigterm() {
     let ws = Workspace::shipped();
     let mut serve = ws
-        .command(&["--log-level", "info", "serve"])
+        .command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -410,9 +410,17 @@ fn serve_holds_the_data_dir_and_exits_0_on_sigterm() {
     let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(20));
     assert!(seen.contains("herald started"), "{seen}");
 
+    // While the daemon holds the data dir, the CLI talks to it over HTTP.
+    let via_daemon = ws.json(&["run", "health-check", "--json"]);
+    assert_eq!(via_daemon["status"], "NOTIFIED");
+    let run_id = via_daemon["run_id"].as_str().unwrap();
+    let listed = ws.json(&["runs", "list", "--json"]);
+    assert_eq!(listed["runs"][0]["run_id"], run_id);
+    let shown = ws.json(&["runs", "show", run_id, "--json"]);
+    assert_eq!(shown["stages"].as_array().unwrap().len(), 4);
     assert_clean_error(
-        &ws.herald(&["run", "health-check"]),
-        "is in use by another herald process",
+        &ws.herald(&["run", "no-such"]),
+        "no definition named `no-such`",
     );
 
     let status = Command::new("kill")

@@ -17,7 +17,7 @@ pub use builtin::{BUILTIN_NAME, builtin_definition};
 pub use condition::Condition;
 pub use error::{DefinitionError, Issue};
 pub use parse::parse_definition;
-pub use set::{DefinitionSet, Invalid, load_file};
+pub use set::{DefinitionSet, Invalid, SharedDefinitions, load_file};
 
 use crate::nodes::NodeExecutor;
 use serde_json::Value;
@@ -152,6 +152,36 @@ pub struct Trigger {
     pub matchers: Vec<(String, String)>,
     /// `firing` and/or `resolved`; empty = any.
     pub status: Vec<String>,
+}
+
+impl Trigger {
+    /// Whether an alert from `source` starts the definition: the source is
+    /// listed (or none are), the status is listed (or none are), and every
+    /// `match` field (`severity`, `name`, `labels.team`, …) equals its value.
+    pub fn matches(&self, source: &str, alert: &crate::alerts::Alert) -> bool {
+        if !self.sources.is_empty() && !self.sources.iter().any(|s| s == source) {
+            return false;
+        }
+        let fields = serde_json::to_value(alert).unwrap_or(Value::Null);
+        let text = |path: &str| {
+            condition::lookup(&fields, path.split('.')).and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            })
+        };
+        if !self.status.is_empty()
+            && !self
+                .status
+                .iter()
+                .any(|s| text("status").as_deref() == Some(s.as_str()))
+        {
+            return false;
+        }
+        self.matchers
+            .iter()
+            .all(|(path, want)| text(path).as_deref() == Some(want.as_str()))
+    }
 }
 
 /// The webhook sources herald knows by name, for `trigger.sources`.

@@ -149,3 +149,7 @@ pub fn load_file(path: &Path, handlers: &HandlerRegistry) -> Result<Definition, 
     };
     parse_definition(&name, &file, &text, handlers)
 }
+
+/// The loaded set as the daemon shares it: swapped whole on reload, so a run
+/// never sees half a reload.
+pub type SharedDefinitions = Arc<arc_swap::ArcSwap<DefinitionSet>>;

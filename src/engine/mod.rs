@@ -12,6 +12,7 @@
 //! succeeded are not run again, their recorded outputs are used instead.
 
 mod backoff;
+pub mod queue;
 mod result;
 
 pub use backoff::{ceiling as backoff_ceiling, delay as backoff_delay};
@@ -19,6 +20,7 @@ pub use result::{NodeResult, RunResult};
 
 use crate::definition::condition::NodeFacts;
 use crate::definition::{Definition, Node};
+use crate::metrics::Metrics;
 use crate::nodes::{EarlierNode, NodeContext, NodeError};
 use crate::store::{
     PipelineRun, RunError, RunStatus, StageExecution, StageStatus, Store, StoreError,
@@ -26,6 +28,7 @@ use crate::store::{
 use chrono::Utc;
 use indexmap::IndexMap;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What starts a run.
@@ -50,34 +53,39 @@ pub enum EngineError {
     NoStore,
 }
 
-/// Runs definitions; records them when it has a store.
+/// Runs definitions; records them when it has a store, counts them when it
+/// has metrics.
 #[derive(Clone, Default)]
 pub struct Engine {
     store: Option<Store>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Engine {
     pub fn new(store: Option<Store>) -> Self {
-        Engine { store }
+        Engine {
+            store,
+            metrics: None,
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn store(&self) -> Option<&Store> {
         self.store.as_ref()
     }
 
-    /// Runs `definition` once for `request`.
-    pub async fn run(
-        &self,
-        definition: &Definition,
-        request: RunRequest,
-    ) -> Result<RunResult, EngineError> {
-        let run_id = ulid::Ulid::new().to_string();
+    /// The record of a new run of `definition` for `request`, not yet written.
+    pub fn new_record(definition: &Definition, request: RunRequest) -> PipelineRun {
         let now = Utc::now();
-        let record = PipelineRun {
+        PipelineRun {
             trace_id: request
                 .trace_id
                 .unwrap_or_else(|| ulid::Ulid::new().to_string().to_ascii_lowercase()),
-            run_id,
+            run_id: ulid::Ulid::new().to_string(),
             definition: definition.name.clone(),
             definition_version: definition.version_hash.clone(),
             source: request.source,
@@ -92,13 +100,23 @@ impl Engine {
             executed_nodes: Vec::new(),
             skipped_nodes: Vec::new(),
             created_at: now,
-            started_at: Some(now),
+            started_at: None,
             completed_at: None,
             duration_ms: None,
             payload: request.payload,
-        };
-        let state = RunState::new(record, 0);
-        self.drive(definition, state, IndexMap::new()).await
+        }
+    }
+
+    /// Runs `definition` once for `request`.
+    pub async fn run(
+        &self,
+        definition: &Definition,
+        request: RunRequest,
+    ) -> Result<RunResult, EngineError> {
+        let mut record = Self::new_record(definition, request);
+        record.started_at = Some(Utc::now());
+        self.drive(definition, RunState::new(record, 0), IndexMap::new())
+            .await
     }
 
     /// Continues a FAILED run from its first node that did not succeed.
@@ -108,7 +126,7 @@ impl Engine {
         run_id: &str,
     ) -> Result<RunResult, EngineError> {
         let store = self.store.as_ref().ok_or(EngineError::NoStore)?;
-        let mut record = store
+        let record = store
             .get_run(run_id)?
             .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))?;
         if record.status != RunStatus::Failed {
@@ -117,8 +135,20 @@ impl Engine {
                 status: record.status,
             });
         }
-        let stages = store.stages(run_id)?;
-        // The last record of each node tells whether it succeeded.
+        self.continue_recorded(definition, record).await
+    }
+
+    /// Runs a run that is already recorded: a queued one that has not
+    /// started, one interrupted by a crash, or a failed one being resumed.
+    /// Nodes whose last attempt succeeded are not run again; their recorded
+    /// outputs are used, and attempt numbers continue.
+    pub async fn continue_recorded(
+        &self,
+        definition: &Definition,
+        mut record: PipelineRun,
+    ) -> Result<RunResult, EngineError> {
+        let store = self.store.as_ref().ok_or(EngineError::NoStore)?;
+        let stages = store.stages(&record.run_id)?;
         let mut done: IndexMap<String, NodeResult> = IndexMap::new();
         for stage in &stages {
             if stage.status == StageStatus::Succeeded {
@@ -143,15 +173,17 @@ impl Engine {
         }
         if record.definition_version != definition.version_hash {
             tracing::warn!(
-                run_id,
+                run_id = %record.run_id,
                 definition = %definition.name,
                 recorded = %record.definition_version,
                 current = %definition.version_hash,
-                "resuming with a changed definition"
+                "continuing a run with a changed definition"
             );
         }
+        if !stages.is_empty() || record.is_finished() {
+            record.attempts += 1;
+        }
         record.definition_version = definition.version_hash.clone();
-        record.attempts += 1;
         record.last_error = None;
         record.completed_at = None;
         record.duration_ms = None;
@@ -243,6 +275,13 @@ impl Engine {
         let duration_ms = started.elapsed().as_millis() as u64;
         record.duration_ms = Some(duration_ms);
         self.save_run(record)?;
+        if let Some(m) = &self.metrics {
+            m.run_finished(
+                &definition.name,
+                record.status.as_str(),
+                duration_ms as f64 / 1000.0,
+            );
+        }
         match &failure {
             None => tracing::info!(
                 run_id = %record.run_id,
@@ -317,7 +356,21 @@ impl Engine {
                     ))),
                 }
             };
-            let attempt_ms = attempt_started.elapsed().as_millis() as u64;
+            let attempt_elapsed = attempt_started.elapsed();
+            let attempt_ms = attempt_elapsed.as_millis() as u64;
+            if let Some(m) = &self.metrics {
+                let status = if outcome.is_ok() {
+                    "succeeded"
+                } else {
+                    "failed"
+                };
+                m.stage_attempt(
+                    &definition.name,
+                    &node.id,
+                    status,
+                    attempt_elapsed.as_secs_f64(),
+                );
+            }
             stage.completed_at = Some(Utc::now());
             stage.duration_ms = Some(attempt_ms);
             match outcome {

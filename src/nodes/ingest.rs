@@ -60,7 +60,12 @@ impl NodeExecutor for Ingest {
                     "this run has no payload to ingest (pass one with --payload, or remove the ingest node)",
                 ));
             }
-            let (driver, alerts) = alerts::normalize(ctx.payload, self.driver.as_deref())
+            // Unless configured, read the payload as the webhook that brought it.
+            let driver = self
+                .driver
+                .as_deref()
+                .or(ctx.source.filter(|s| alerts::DRIVERS.contains(s)));
+            let (driver, alerts) = alerts::normalize(ctx.payload, driver)
                 .map_err(|e| NodeError::invalid_input(format!("cannot read the payload: {e}")))?;
             Ok(output(ctx, &driver, &alerts))
         })

@@ -8,11 +8,14 @@
 //! - `runs_by_status`, `runs_by_definition`: `value \0 run id` → (). Index
 //!   entries are hints: a listing always re-reads the run and re-checks the
 //!   filter, so an entry left behind by a crash can never show a wrong run.
+//! - `queue`: run id → [`Job`]: runs accepted and not yet finished. A job is
+//!   written before its run record, so a crash between the two leaves a job
+//!   without a run (dropped at startup), never a run nobody will execute.
 
 mod records;
 mod retention;
 
-pub use records::{PipelineRun, RunError, RunStatus, StageExecution, StageStatus};
+pub use records::{Job, JobKind, PipelineRun, RunError, RunStatus, StageExecution, StageStatus};
 pub use retention::spawn_pruner;
 
 use chrono::{DateTime, Utc};
@@ -92,6 +95,7 @@ struct Inner {
     stages: sled::Tree,
     by_status: sled::Tree,
     by_definition: sled::Tree,
+    queue: sled::Tree,
     run_count: AtomicU64,
     options: StoreOptions,
     path: PathBuf,
@@ -123,6 +127,7 @@ impl Store {
                 stages: db.open_tree("stages")?,
                 by_status: db.open_tree("runs_by_status")?,
                 by_definition: db.open_tree("runs_by_definition")?,
+                queue: db.open_tree("queue")?,
                 runs,
                 db,
                 run_count,
@@ -268,6 +273,38 @@ impl Store {
         }
         inner.stages.apply_batch(batch)?;
         Ok(true)
+    }
+
+    /// Records that a run is waiting for a worker.
+    pub fn put_job(&self, job: &Job) -> Result<(), StoreError> {
+        self.inner
+            .queue
+            .insert(job.run_id.as_bytes(), encode(job)?)?;
+        Ok(())
+    }
+
+    pub fn jobs_get(&self, run_id: &str) -> Result<Option<Job>, StoreError> {
+        match self.inner.queue.get(run_id.as_bytes())? {
+            Some(bytes) => Ok(Some(decode(run_id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn remove_job(&self, run_id: &str) -> Result<(), StoreError> {
+        self.inner.queue.remove(run_id.as_bytes())?;
+        Ok(())
+    }
+
+    /// Every waiting job, oldest first.
+    pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
+        self.inner
+            .queue
+            .iter()
+            .map(|item| {
+                let (key, bytes) = item?;
+                decode(&String::from_utf8_lossy(&key), &bytes)
+            })
+            .collect()
     }
 
     pub fn run_count(&self) -> u64 {

@@ -181,3 +181,20 @@ impl StageExecution {
         format!("{run_id}:{node_id}:{attempt}")
     }
 }
+
+/// A run waiting for a worker, kept until the run finishes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub run_id: String,
+    pub kind: JobKind,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// A new run (or one interrupted before it finished).
+    Run,
+    /// A FAILED run to resume.
+    Resume,
+}

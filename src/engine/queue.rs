@@ -1,0 +1,279 @@
+//! The durable queue and its workers.
+//!
+//! Accepting a job writes it to the store and waits for a flush to disk
+//! before the caller answers 2xx; concurrent accepts share one flush (a
+//! single flusher task drains every waiting request, flushes once, answers
+//! all). Workers take jobs in order and run them through the engine. At
+//! startup every job still in the store is queued again; an interrupted run
+//! continues from its first stage that did not succeed.
+
+use super::Engine;
+use crate::definition::SharedDefinitions;
+use crate::metrics::Metrics;
+use crate::store::{Job, JobKind, PipelineRun, RunError, RunStatus, Store, StoreError};
+use chrono::Utc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("the queue is full ({capacity} jobs); retry later")]
+    Full { capacity: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not make the job durable: {0}")]
+    Flush(String),
+}
+
+type FlushWaiter = oneshot::Sender<Result<(), String>>;
+
+/// Accepts jobs durably and hands them to workers.
+pub struct Queue {
+    store: Store,
+    capacity: usize,
+    depth: AtomicUsize,
+    ready_tx: async_channel::Sender<String>,
+    ready_rx: async_channel::Receiver<String>,
+    flush_tx: mpsc::UnboundedSender<FlushWaiter>,
+    metrics: Arc<Metrics>,
+}
+
+impl Queue {
+    /// Opens the queue over `store` and queues again every job left in it.
+    pub fn open(
+        store: Store,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Queue>, StoreError> {
+        let (ready_tx, ready_rx) = async_channel::unbounded();
+        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        tokio::spawn(flusher(store.clone(), flush_rx));
+        let queue = Arc::new(Queue {
+            store: store.clone(),
+            capacity,
+            depth: AtomicUsize::new(0),
+            ready_tx,
+            ready_rx,
+            flush_tx,
+            metrics,
+        });
+        let mut recovered = 0;
+        for job in store.jobs()? {
+            if store.get_run(&job.run_id)?.is_none() {
+                store.remove_job(&job.run_id)?; // accepted by nobody: its run was never written
+                continue;
+            }
+            queue.depth.fetch_add(1, Ordering::Relaxed);
+            let _ = queue.ready_tx.try_send(job.run_id);
+            recovered += 1;
+        }
+        if recovered > 0 {
+            tracing::info!(
+                jobs = recovered,
+                "queue: picked up jobs left from the last run"
+            );
+        }
+        queue.publish_depth();
+        Ok(queue)
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn publish_depth(&self) {
+        self.metrics.set_queue(self.depth(), self.capacity);
+    }
+
+    /// Makes new runs durable, then queues them. Either all are accepted or
+    /// none; a full queue is an error before anything is written.
+    pub async fn enqueue(&self, runs: &[PipelineRun]) -> Result<(), QueueError> {
+        self.enqueue_jobs(runs, JobKind::Run).await
+    }
+
+    /// Queues a FAILED run to be resumed.
+    pub async fn enqueue_resume(&self, run: &PipelineRun) -> Result<(), QueueError> {
+        self.enqueue_jobs(std::slice::from_ref(run), JobKind::Resume)
+            .await
+    }
+
+    async fn enqueue_jobs(&self, runs: &[PipelineRun], kind: JobKind) -> Result<(), QueueError> {
+        let n = runs.len();
+        let reserved = self.depth.fetch_add(n, Ordering::AcqRel);
+        if reserved + n > self.capacity {
+            self.depth.fetch_sub(n, Ordering::AcqRel);
+            return Err(QueueError::Full {
+                capacity: self.capacity,
+            });
+        }
+        let written = (|| -> Result<(), StoreError> {
+            for run in runs {
+                self.store.put_job(&Job {
+                    run_id: run.run_id.clone(),
+                    kind,
+                    enqueued_at: Utc::now(),
+                })?;
+                if kind == JobKind::Run {
+                    self.store.put_run(run)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            self.depth.fetch_sub(n, Ordering::AcqRel);
+            return Err(e.into());
+        }
+        if let Err(e) = self.flush().await {
+            // Written but maybe not durable: the jobs stay queued; the caller
+            // answers an error and may retry.
+            tracing::error!(error = %e, "queue: flush failed");
+        }
+        for run in runs {
+            let _ = self.ready_tx.try_send(run.run_id.clone());
+        }
+        self.publish_depth();
+        Ok(())
+    }
+
+    /// Waits until everything written so far is on disk, sharing the flush
+    /// with every other caller waiting at the same time.
+    pub async fn flush(&self) -> Result<(), QueueError> {
+        let (tx, rx) = oneshot::channel();
+        self.flush_tx
+            .send(tx)
+            .map_err(|_| QueueError::Flush("the flusher has stopped".into()))?;
+        rx.await
+            .map_err(|_| QueueError::Flush("the flusher has stopped".into()))?
+            .map_err(QueueError::Flush)
+    }
+
+    /// Starts `n` workers. They stop taking jobs when `stop` turns true.
+    pub fn spawn_workers(
+        self: &Arc<Self>,
+        n: usize,
+        engine: Engine,
+        definitions: SharedDefinitions,
+        stop: watch::Receiver<bool>,
+    ) -> Workers {
+        let mut set = JoinSet::new();
+        for _ in 0..n.max(1) {
+            let queue = self.clone();
+            let engine = engine.clone();
+            let definitions = definitions.clone();
+            let mut stop = stop.clone();
+            set.spawn(async move {
+                loop {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    let run_id = tokio::select! {
+                        biased;
+                        _ = stop.changed() => return,
+                        next = queue.ready_rx.recv() => match next {
+                            Ok(id) => id,
+                            Err(_) => return,
+                        },
+                    };
+                    queue.process(&run_id, &engine, &definitions).await;
+                }
+            });
+        }
+        Workers { set }
+    }
+
+    async fn process(&self, run_id: &str, engine: &Engine, definitions: &SharedDefinitions) {
+        if let Err(e) = self.process_inner(run_id, engine, definitions).await {
+            // The job stays in the store and is tried again at the next start.
+            tracing::error!(run_id, error = %e, "queue: job failed to run");
+            return;
+        }
+        if let Err(e) = self.store.remove_job(run_id) {
+            tracing::error!(run_id, error = %e, "queue: cannot remove a finished job");
+        }
+        self.depth.fetch_sub(1, Ordering::AcqRel);
+        self.publish_depth();
+    }
+
+    async fn process_inner(
+        &self,
+        run_id: &str,
+        engine: &Engine,
+        definitions: &SharedDefinitions,
+    ) -> Result<(), QueueError> {
+        let Some(job) = self.store.jobs_get(run_id)? else {
+            return Ok(()); // already done
+        };
+        let Some(mut record) = self.store.get_run(run_id)? else {
+            return Ok(());
+        };
+        let runnable = match job.kind {
+            JobKind::Run => !record.is_finished(),
+            JobKind::Resume => record.status == RunStatus::Failed,
+        };
+        if !runnable {
+            return Ok(()); // finished before a crash removed its job
+        }
+        let Some(definition) = definitions.load().get(&record.definition) else {
+            record.status = RunStatus::Failed;
+            record.completed_at = Some(Utc::now());
+            record.last_error = Some(RunError {
+                error_type: "definition_missing".into(),
+                message: format!("definition `{}` is no longer loaded", record.definition),
+                retryable: false,
+                node_id: String::new(),
+            });
+            self.store.put_run(&record)?;
+            return Ok(());
+        };
+        engine
+            .continue_recorded(&definition, record)
+            .await
+            .map_err(|e| match e {
+                super::EngineError::Store(s) => QueueError::Store(s),
+                other => QueueError::Flush(other.to_string()),
+            })?;
+        Ok(())
+    }
+}
+
+/// The running workers.
+pub struct Workers {
+    set: JoinSet<()>,
+}
+
+impl Workers {
+    /// Waits for the workers to finish their current job, at most `grace`;
+    /// then cancels what is left (those runs stay queued for the next start).
+    pub async fn finish(mut self, grace: Duration) {
+        let all = async { while self.set.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                grace = %crate::definition::duration::format_duration(grace),
+                "shutdown: runs still going after the grace period stay queued for the next start"
+            );
+            self.set.abort_all();
+            while self.set.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// One flush for every waiter that arrived while the previous one ran.
+async fn flusher(store: Store, mut rx: mpsc::UnboundedReceiver<FlushWaiter>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let result = store.flush_async().await.map_err(|e| e.to_string());
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}

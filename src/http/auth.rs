@@ -1,0 +1,209 @@
+//! Who may call the API: bearer tokens compared in constant time, optional
+//! HMAC-SHA256 webhook signatures, and an optional per-client rate limit.
+
+use super::response::ApiError;
+use crate::config::RateLimitConfig;
+use hmac::{Hmac, Mac};
+use hyper::HeaderMap;
+use hyper::StatusCode;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+
+/// The accepted tokens, kept only as SHA-256 digests: comparing digests of
+/// equal length in constant time leaks neither content nor length.
+pub struct Tokens {
+    digests: Vec<[u8; 32]>,
+}
+
+impl Tokens {
+    pub fn new(tokens: &[String]) -> Self {
+        Tokens {
+            digests: tokens.iter().map(|t| digest(t.as_bytes())).collect(),
+        }
+    }
+
+    /// The presented token (`Authorization: Bearer …` or `X-API-Key`), if it
+    /// is one of ours. `Ok(None)` when auth is off.
+    pub fn check(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+        if self.digests.is_empty() {
+            return Ok(None);
+        }
+        let presented = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .map(str::trim);
+        let Some(presented) = presented else {
+            return Err(unauthorized(
+                "missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`",
+            ));
+        };
+        let d = digest(presented.as_bytes());
+        let mut ok = subtle::Choice::from(0);
+        for known in &self.digests {
+            ok |= known.ct_eq(&d);
+        }
+        if bool::from(ok) {
+            Ok(Some(hex::encode(&d[..8])))
+        } else {
+            Err(unauthorized("invalid token"))
+        }
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        .with_header("www-authenticate", "Bearer")
+}
+
+/// Checks `X-Herald-Signature: sha256=<hex>` against HMAC-SHA256(secret, body).
+pub fn verify_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let bad = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", m);
+    let header = headers
+        .get("x-herald-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            bad("this source requires `X-Herald-Signature: sha256=<hex HMAC-SHA256 of the body>`")
+        })?;
+    let hex_sig = header
+        .strip_prefix("sha256=")
+        .ok_or_else(|| bad("X-Herald-Signature must look like `sha256=<hex>`"))?;
+    let sig = hex::decode(hex_sig.trim()).map_err(|_| bad("X-Herald-Signature is not hex"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .map_err(|_| ApiError::internal("HMAC key rejected"))?;
+    mac.update(body);
+    mac.verify_slice(&sig)
+        .map_err(|_| bad("X-Herald-Signature does not match the body"))
+}
+
+/// The signature header value for `body` (for clients and tests).
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A token bucket per client key (token id, or IP address without a token).
+pub struct RateLimiter {
+    config: RateLimitConfig,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(config: RateLimitConfig) -> Self {
+        RateLimiter {
+            config,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn check(&self, token: Option<&str>, ip: IpAddr) -> Result<(), ApiError> {
+        let key = token.map_or_else(|| ip.to_string(), |t| format!("token:{t}"));
+        let now = Instant::now();
+        let mut buckets = match self.buckets.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if buckets.len() > 100_000 {
+            buckets.clear(); // bound memory under a flood of distinct clients
+        }
+        let burst = self.config.burst as f64;
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
+        let refill = now.duration_since(bucket.updated).as_secs_f64() * self.config.per_second;
+        bucket.tokens = (bucket.tokens + refill).min(burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - bucket.tokens) / self.config.per_second)
+                .ceil()
+                .max(1.0);
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests; slow down",
+            )
+            .with_header("retry-after", format!("{wait}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn tokens_by_bearer_or_api_key() {
+        let t = Tokens::new(&["s3cret".to_string()]);
+        assert!(
+            t.check(&headers(&[("authorization", "Bearer s3cret")]))
+                .is_ok()
+        );
+        assert!(t.check(&headers(&[("x-api-key", "s3cret")])).is_ok());
+        assert!(
+            t.check(&headers(&[("authorization", "Bearer nope")]))
+                .is_err()
+        );
+        assert!(t.check(&headers(&[])).is_err());
+        assert!(Tokens::new(&[]).check(&headers(&[])).unwrap().is_none());
+    }
+
+    #[test]
+    fn signatures_round_trip_and_reject_tampering() {
+        let body = br#"{"a":1}"#;
+        let sig = sign("key", body);
+        assert!(verify_signature("key", &headers(&[("x-herald-signature", &sig)]), body).is_ok());
+        assert!(verify_signature("key", &headers(&[("x-herald-signature", &sig)]), b"{}").is_err());
+        assert!(
+            verify_signature("other", &headers(&[("x-herald-signature", &sig)]), body).is_err()
+        );
+        assert!(verify_signature("key", &headers(&[]), body).is_err());
+    }
+
+    #[test]
+    fn rate_limit_allows_the_burst_then_refuses() {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            per_second: 0.001,
+            burst: 2,
+        });
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(limiter.check(None, ip).is_ok());
+        assert!(limiter.check(None, ip).is_ok());
+        let err = limiter.check(None, ip).unwrap_err();
+        assert_eq!(err.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            limiter.check(Some("other"), ip).is_ok(),
+            "buckets are per client"
+        );
+    }
+}

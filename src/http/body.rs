@@ -1,0 +1,70 @@
+//! Reading request bodies: size limits (413), a deadline (408), and JSON
+//! errors that say where the problem is (400).
+
+use super::response::ApiError;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{HeaderMap, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+
+/// The whole body, at most `limit` bytes, within `timeout`.
+pub async fn read(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the body did not arrive within {}s", timeout.as_secs()),
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(ApiError::bad_request(
+            "bad_body",
+            "the request body could not be read",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Parses JSON; the error names line and column.
+pub fn json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the body is empty; send a JSON document",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let text = e.to_string();
+        let message = text
+            .rfind(" at line ")
+            .map_or(text.clone(), |i| text[..i].to_string());
+        ApiError::bad_request(
+            "invalid_json",
+            format!(
+                "invalid JSON at line {} column {}: {message}",
+                e.line(),
+                e.column()
+            ),
+        )
+        .with_details(serde_json::json!([{"line": e.line(), "column": e.column()}]))
+    })
+}

@@ -1,0 +1,151 @@
+//! Definitions: list, detail with recent runs, validate, execute.
+
+use super::pipelines::{engine_error, enqueue, run_request};
+use super::response::{ApiError, Resp, json};
+use super::{App, body, is_async};
+use crate::definition::{BUILTIN_NAME, Definition, parse_definition};
+use crate::engine::Engine;
+use crate::store::RunQuery;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn summary(d: &Definition) -> Value {
+    json!({
+        "name": d.name,
+        "description": d.description,
+        "version": d.version,
+        "version_hash": d.version_hash,
+        "nodes": d.nodes.len(),
+        "schedule": d.schedule,
+        "trigger": d.trigger,
+        "builtin": d.name == BUILTIN_NAME,
+        "state": "ok",
+        "errors": [],
+    })
+}
+
+pub fn list(app: &App) -> Resp {
+    let set = app.definitions.load();
+    let mut items: Vec<Value> = set.valid().map(|d| summary(d)).collect();
+    items.extend(set.invalid_files().map(|(name, inv)| {
+        json!({"name": name, "path": inv.path, "state": "invalid", "errors": inv.error.issues})
+    }));
+    json(
+        StatusCode::OK,
+        &json!({"count": items.len(), "results": items}),
+    )
+}
+
+fn unknown(app: &App, name: &str) -> ApiError {
+    let set = app.definitions.load();
+    ApiError::not_found(
+        "definition_not_found",
+        format!(
+            "no definition named `{name}`; known: {}",
+            set.names().join(", ")
+        ),
+    )
+}
+
+pub fn detail(app: &App, name: &str) -> Result<Resp, ApiError> {
+    let set = app.definitions.load();
+    let runs = |name: &str| {
+        app.store
+            .list_runs(&RunQuery {
+                definition: Some(name.to_string()),
+                limit: 10,
+                ..RunQuery::default()
+            })
+            .map(|p| p.runs)
+            .map_err(ApiError::internal)
+    };
+    if let Some(d) = set.get(name) {
+        let mut out = summary(&d);
+        out["definition"] = d.document.clone();
+        out["recent_runs"] = json!(runs(name)?);
+        return Ok(json(StatusCode::OK, &out));
+    }
+    if let Some(inv) = set.invalid(name) {
+        return Ok(json(
+            StatusCode::OK,
+            &json!({"name": name, "path": inv.path, "state": "invalid", "errors": inv.error.issues,
+                    "recent_runs": runs(name)?}),
+        ));
+    }
+    Err(unknown(app, name))
+}
+
+pub async fn validate(app: &App, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let (parts, incoming) = req.into_parts();
+    let cfg = &app.config.server;
+    let bytes = body::read(
+        &parts.headers,
+        incoming,
+        cfg.max_body_bytes,
+        cfg.request_timeout,
+    )
+    .await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        let set = app.definitions.load();
+        if set.get(name).is_some() {
+            return Ok(json(
+                StatusCode::OK,
+                &json!({"name": name, "valid": true, "errors": []}),
+            ));
+        }
+        if let Some(inv) = set.invalid(name) {
+            return Ok(json(
+                StatusCode::OK,
+                &json!({"name": name, "valid": false, "errors": inv.error.issues}),
+            ));
+        }
+        return Err(unknown(app, name));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad_request("invalid_body", "the definition is not UTF-8 text"))?;
+    let errors = match parse_definition(name, "<request>", text, &app.handlers) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.issues,
+    };
+    Ok(json(
+        StatusCode::OK,
+        &json!({"name": name, "valid": errors.is_empty(), "errors": errors}),
+    ))
+}
+
+fn runnable(app: &App, name: &str) -> Result<Arc<Definition>, ApiError> {
+    let set = app.definitions.load();
+    if let Some(d) = set.get(name) {
+        return Ok(d);
+    }
+    if let Some(inv) = set.invalid(name) {
+        return Err(ApiError::conflict(
+            "definition_invalid",
+            format!("definition `{name}` is invalid and cannot run"),
+        )
+        .with_details(json!(inv.error.issues)));
+    }
+    Err(unknown(app, name))
+}
+
+pub async fn execute(app: &App, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let asynchronous = is_async(&req, false)?;
+    let definition = runnable(app, name)?;
+    let request = run_request(app, req).await?;
+    if asynchronous {
+        let record = Engine::new_record(&definition, request);
+        enqueue(app, std::slice::from_ref(&record)).await?;
+        return Ok(json(
+            StatusCode::ACCEPTED,
+            &json!({"status": "accepted", "run_id": record.run_id, "trace_id": record.trace_id, "definition": name}),
+        ));
+    }
+    let result = app
+        .engine
+        .run(&definition, request)
+        .await
+        .map_err(engine_error)?;
+    Ok(json(StatusCode::OK, &json!(result)))
+}

@@ -1,0 +1,238 @@
+//! The HTTP API: a hyper server whose paths match the Django app it
+//! replaces, so existing webhooks and scripts only change host and port.
+//!
+//! [`serve`] is the accept loop: connections are bounded by a semaphore, each
+//! is served by hyper with a header-read timeout, and on shutdown every
+//! connection finishes its in-flight request and closes (mini-redis' shape).
+//! [`handle`] routes, authenticates and dispatches to one module per
+//! resource; every error is JSON.
+
+mod auth;
+mod body;
+mod definitions;
+mod ops;
+mod pipelines;
+mod response;
+pub mod router;
+mod webhooks;
+
+pub use auth::sign;
+pub use response::ApiError;
+
+use crate::config::Config;
+use crate::definition::SharedDefinitions;
+use crate::engine::Engine;
+use crate::engine::queue::Queue;
+use crate::metrics::Metrics;
+use crate::nodes::HandlerRegistry;
+use crate::store::Store;
+use auth::{RateLimiter, Tokens};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use response::Resp;
+use router::{Miss, Route};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// Everything a request handler may use.
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub engine: Engine,
+    pub queue: Arc<Queue>,
+    pub definitions: SharedDefinitions,
+    pub handlers: HandlerRegistry,
+    pub metrics: Arc<Metrics>,
+    tokens: Tokens,
+    limiter: Option<RateLimiter>,
+}
+
+impl App {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Arc<Config>,
+        tokens: &[String],
+        store: Store,
+        engine: Engine,
+        queue: Arc<Queue>,
+        definitions: SharedDefinitions,
+        handlers: HandlerRegistry,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        App {
+            limiter: config.rate_limit.clone().map(RateLimiter::new),
+            tokens: Tokens::new(tokens),
+            config,
+            store,
+            engine,
+            queue,
+            definitions,
+            handlers,
+            metrics,
+        }
+    }
+}
+
+/// Serves until `shutdown` turns true, then lets open connections finish
+/// their current request (at most `grace`) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let max = app.config.server.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let header_timeout = app.config.server.request_timeout;
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let mut conn_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, peer, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = conn_shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    // Every connection holds a permit: all permits back = all connections done.
+    let drained = slots.acquire_many(max as u32);
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!("shutdown: some connections were still open after the grace period");
+    }
+}
+
+/// Routes, authenticates, dispatches, and counts one request.
+pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (pattern, resp) = match router::route(&method, &path) {
+        Ok((route, pattern)) => (pattern, dispatch_checked(app, peer, route, req).await),
+        Err(Miss::NotFound) => (
+            "unmatched",
+            ApiError::not_found("not_found", format!("no such endpoint: {path}")).into_response(),
+        ),
+        Err(Miss::MethodNotAllowed(allow)) => (
+            "unmatched",
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}; allowed: {allow}"),
+            )
+            .with_header("allow", allow)
+            .into_response(),
+        ),
+    };
+    let code = resp.status().as_u16();
+    app.metrics.http_request(pattern, code);
+    tracing::debug!(%method, path, code, ms = started.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+async fn dispatch_checked(
+    app: &App,
+    peer: SocketAddr,
+    route: Route,
+    req: Request<Incoming>,
+) -> Resp {
+    let token = if route.is_open() {
+        None
+    } else {
+        match app.tokens.check(req.headers()) {
+            Ok(t) => t,
+            Err(e) => return e.into_response(),
+        }
+    };
+    if let Some(limiter) = &app.limiter
+        && !route.is_open()
+        && let Err(e) = limiter.check(token.as_deref(), peer.ip())
+    {
+        return e.into_response();
+    }
+    match dispatch(app, route, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    match route {
+        Route::Healthz => Ok(ops::healthz()),
+        Route::Readyz => Ok(ops::readyz(app)),
+        Route::Metrics => Ok(ops::metrics(app)),
+        Route::OpenApi => Ok(ops::openapi()),
+        Route::PipelineAccept => pipelines::accept(app, req).await,
+        Route::PipelineSync => pipelines::sync(app, req).await,
+        Route::RunList => pipelines::list(app, &req),
+        Route::RunDetail(id) => pipelines::detail(app, &id),
+        Route::RunResume(id) => pipelines::resume(app, &id, req).await,
+        Route::DefinitionList => Ok(definitions::list(app)),
+        Route::DefinitionDetail(name) => definitions::detail(app, &name),
+        Route::DefinitionValidate(name) => definitions::validate(app, &name, req).await,
+        Route::DefinitionExecute(name) => definitions::execute(app, &name, req).await,
+        Route::WebhookProbe => Ok(webhooks::probe()),
+        Route::Webhook(driver) => webhooks::accept(app, driver.as_deref(), req).await,
+    }
+}
+
+/// `?key=value` pairs of a request.
+pub(crate) fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// `?mode=async` or `?mode=sync` (the default is given).
+pub(crate) fn is_async(req: &Request<Incoming>, default_async: bool) -> Result<bool, ApiError> {
+    match query_pairs(req).into_iter().find(|(k, _)| k == "mode") {
+        None => Ok(default_async),
+        Some((_, m)) if m == "async" => Ok(true),
+        Some((_, m)) if m == "sync" => Ok(false),
+        Some((_, m)) => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("mode must be `sync` or `async`, not `{m}`"),
+        )),
+    }
+}

@@ -1,0 +1,224 @@
+//! Runs: the built-in pipeline (async and sync), listing, detail, resume.
+
+use super::response::{ApiError, Resp, json};
+use super::{App, body, is_async, query_pairs};
+use crate::definition::{BUILTIN_NAME, Definition};
+use crate::engine::queue::QueueError;
+use crate::engine::{Engine, EngineError, RunRequest};
+use crate::store::{RunQuery, RunStatus};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Reads `{payload, source?, trace_id?, environment?, incident_id?}`.
+pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest, ApiError> {
+    let (parts, incoming) = req.into_parts();
+    let cfg = &app.config.server;
+    let bytes = body::read(
+        &parts.headers,
+        incoming,
+        cfg.max_body_bytes,
+        cfg.request_timeout,
+    )
+    .await?;
+    let value = body::json(&bytes)?;
+    let Value::Object(mut map) = value else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object like {\"payload\": {...}}",
+        ));
+    };
+    let payload = map.remove("payload").ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_body",
+            "`payload` is required (the alert or data to run on)",
+        )
+    })?;
+    let mut text = |key: &'static str| -> Result<Option<String>, ApiError> {
+        match map.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::bad_request(
+                "invalid_body",
+                format!("`{key}` must be a string"),
+            )),
+        }
+    };
+    Ok(RunRequest {
+        payload,
+        source: Some(text("source")?.unwrap_or_else(|| "api".to_string())),
+        trace_id: text("trace_id")?,
+        environment: text("environment")?,
+        incident_id: text("incident_id")?,
+    })
+}
+
+pub fn builtin(app: &App) -> Result<Arc<Definition>, ApiError> {
+    app.definitions
+        .load()
+        .get(BUILTIN_NAME)
+        .ok_or_else(|| ApiError::internal("the built-in pipeline is not loaded"))
+}
+
+/// Queues runs durably and answers what `Queue::enqueue` says.
+pub async fn enqueue(app: &App, records: &[crate::store::PipelineRun]) -> Result<(), ApiError> {
+    app.queue.enqueue(records).await.map_err(queue_error)
+}
+
+pub fn queue_error(e: QueueError) -> ApiError {
+    match e {
+        QueueError::Full { capacity } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            format!("the queue is full ({capacity} jobs waiting); retry later"),
+        )
+        .with_header("retry-after", "5"),
+        QueueError::Flush(m) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_durable",
+            "the job could not be written to disk; retry later",
+        )
+        .with_details(json!([m])),
+        QueueError::Store(e) => ApiError::internal(e),
+    }
+}
+
+pub fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::RunNotFound(id) => {
+            ApiError::not_found("run_not_found", format!("no run with id {id}"))
+        }
+        EngineError::NotResumable { run_id, status } => ApiError::conflict(
+            "not_resumable",
+            format!("run {run_id} is {status}; only a FAILED run can be resumed"),
+        ),
+        other => ApiError::internal(other),
+    }
+}
+
+pub async fn accept(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let request = run_request(app, req).await?;
+    let definition = builtin(app)?;
+    let record = Engine::new_record(&definition, request);
+    enqueue(app, std::slice::from_ref(&record)).await?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &json!({"status": "accepted", "run_id": record.run_id, "trace_id": record.trace_id, "definition": record.definition}),
+    ))
+}
+
+pub async fn sync(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let request = run_request(app, req).await?;
+    let definition = builtin(app)?;
+    let result = app
+        .engine
+        .run(&definition, request)
+        .await
+        .map_err(engine_error)?;
+    Ok(json(StatusCode::OK, &json!(result)))
+}
+
+pub fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+    let mut query = RunQuery {
+        limit: 50,
+        ..RunQuery::default()
+    };
+    for (key, value) in query_pairs(req) {
+        let bad = |m: String| ApiError::bad_request("invalid_parameter", m);
+        match key.as_str() {
+            "status" => {
+                query.status = Some(RunStatus::parse(&value).ok_or_else(|| {
+                    let all: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    bad(format!("status `{value}` is not one of {}", all.join(", ")))
+                })?)
+            }
+            "definition" => query.definition = Some(value),
+            "source" => query.source = Some(value),
+            "since" => query.since = Some(
+                chrono::DateTime::parse_from_rfc3339(&value)
+                    .map_err(|e| {
+                        bad(format!(
+                            "since `{value}` is not an RFC 3339 time like 2026-01-31T12:00:00Z: {e}"
+                        ))
+                    })?
+                    .with_timezone(&chrono::Utc),
+            ),
+            "limit" => {
+                query.limit = match value.parse::<usize>() {
+                    Ok(n) if (1..=1000).contains(&n) => n,
+                    _ => {
+                        return Err(bad(format!(
+                            "limit must be a number from 1 to 1000, not `{value}`"
+                        )));
+                    }
+                }
+            }
+            "cursor" => {
+                if ulid::Ulid::from_string(&value).is_err() {
+                    return Err(bad(format!("cursor `{value}` is not a run id")));
+                }
+                query.cursor = Some(value)
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown parameter `{other}`; known: status, definition, source, since, limit, cursor"
+                )));
+            }
+        }
+    }
+    let page = app.store.list_runs(&query).map_err(ApiError::internal)?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"count": page.runs.len(), "next_cursor": page.next_cursor, "results": page.runs}),
+    ))
+}
+
+pub fn detail(app: &App, run_id: &str) -> Result<Resp, ApiError> {
+    let run = app
+        .store
+        .get_run(run_id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {run_id}")))?;
+    let stages = app.store.stages(run_id).map_err(ApiError::internal)?;
+    let mut out = json!(run);
+    out["stages"] = json!(stages);
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub async fn resume(app: &App, run_id: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let asynchronous = is_async(&req, false)?;
+    let run = app
+        .store
+        .get_run(run_id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {run_id}")))?;
+    if run.status != RunStatus::Failed {
+        return Err(ApiError::conflict(
+            "not_resumable",
+            format!(
+                "run {run_id} is {}; only a FAILED run can be resumed",
+                run.status
+            ),
+        ));
+    }
+    let definition = app.definitions.load().get(&run.definition).ok_or_else(|| {
+        ApiError::conflict(
+            "definition_missing",
+            format!("definition `{}` is no longer loaded", run.definition),
+        )
+    })?;
+    if asynchronous {
+        app.queue.enqueue_resume(&run).await.map_err(queue_error)?;
+        return Ok(json(
+            StatusCode::ACCEPTED,
+            &json!({"status": "accepted", "run_id": run.run_id, "trace_id": run.trace_id}),
+        ));
+    }
+    let result = app
+        .engine
+        .resume(&definition, run_id)
+        .await
+        .map_err(engine_error)?;
+    Ok(json(StatusCode::OK, &json!(result)))
+}

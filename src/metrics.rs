@@ -1,0 +1,196 @@
+//! herald's Prometheus metrics, in one registry, served as text at
+//! `GET /metrics`. Recording sites call the small methods here so that metric
+//! names and labels are written in one place.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn duration_histogram() -> Histogram {
+    // 1 ms … ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<Labels, Counter>,
+    run_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    stages: Family<Labels, Counter>,
+    stage_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    queue_depth: Gauge,
+    queue_capacity: Gauge,
+    webhooks: Family<Labels, Counter>,
+    http: Family<Labels, Counter>,
+    definitions_loaded: Gauge,
+    definitions_invalid: Gauge,
+    schedule_skipped: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let runs = Family::<Labels, Counter>::default();
+        registry.register(
+            "runs",
+            "Finished runs by definition and status",
+            runs.clone(),
+        );
+        let run_seconds: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "run_duration_seconds",
+            "Run durations by definition",
+            run_seconds.clone(),
+        );
+        let stages = Family::<Labels, Counter>::default();
+        registry.register(
+            "stages",
+            "Stage attempts by definition, node and status",
+            stages.clone(),
+        );
+        let stage_seconds: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "stage_duration_seconds",
+            "Stage attempt durations by definition and node",
+            stage_seconds.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Jobs accepted and not yet finished",
+            queue_depth.clone(),
+        );
+        let queue_capacity = Gauge::default();
+        registry.register(
+            "queue_capacity",
+            "Most jobs the queue accepts",
+            queue_capacity.clone(),
+        );
+        let webhooks = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_requests",
+            "Webhook requests by driver and outcome",
+            webhooks.clone(),
+        );
+        let http = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status code",
+            http.clone(),
+        );
+        let definitions_loaded = Gauge::default();
+        registry.register(
+            "definitions_loaded",
+            "Definitions loaded and valid",
+            definitions_loaded.clone(),
+        );
+        let definitions_invalid = Gauge::default();
+        registry.register(
+            "definitions_invalid",
+            "Definition files that did not load",
+            definitions_invalid.clone(),
+        );
+        let schedule_skipped = Family::<Labels, Counter>::default();
+        registry.register(
+            "schedule_ticks_skipped",
+            "Scheduled ticks skipped because the previous run was still going",
+            schedule_skipped.clone(),
+        );
+        Metrics {
+            registry,
+            runs,
+            run_seconds,
+            stages,
+            stage_seconds,
+            queue_depth,
+            queue_capacity,
+            webhooks,
+            http,
+            definitions_loaded,
+            definitions_invalid,
+            schedule_skipped,
+        }
+    }
+
+    pub fn run_finished(&self, definition: &str, status: &str, seconds: f64) {
+        self.runs
+            .get_or_create(&vec![
+                ("definition", definition.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.run_seconds
+            .get_or_create(&vec![("definition", definition.to_string())])
+            .observe(seconds);
+    }
+
+    pub fn stage_attempt(&self, definition: &str, node: &str, status: &str, seconds: f64) {
+        self.stages
+            .get_or_create(&vec![
+                ("definition", definition.to_string()),
+                ("node", node.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.stage_seconds
+            .get_or_create(&vec![
+                ("definition", definition.to_string()),
+                ("node", node.to_string()),
+            ])
+            .observe(seconds);
+    }
+
+    pub fn set_queue(&self, depth: usize, capacity: usize) {
+        self.queue_depth.set(depth as i64);
+        self.queue_capacity.set(capacity as i64);
+    }
+
+    pub fn webhook(&self, driver: &str, outcome: &str) {
+        self.webhooks
+            .get_or_create(&vec![
+                ("driver", driver.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn http_request(&self, route: &str, code: u16) {
+        self.http
+            .get_or_create(&vec![
+                ("route", route.to_string()),
+                ("code", code.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn set_definitions(&self, loaded: usize, invalid: usize) {
+        self.definitions_loaded.set(loaded as i64);
+        self.definitions_invalid.set(invalid as i64);
+    }
+
+    pub fn schedule_tick_skipped(&self, definition: &str) {
+        self.schedule_skipped
+            .get_or_create(&vec![("definition", definition.to_string())])
+            .inc();
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
