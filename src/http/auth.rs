@@ -200,7 +200,7 @@ mod tests {
         assert!(limiter.check(None, ip).is_ok());
         assert!(limiter.check(None, ip).is_ok());
         let err = limiter.check(None, ip).unwrap_err();
-        assert_eq!(err.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(
             limiter.check(Some("other"), ip).is_ok(),
             "buckets are per client"

@@ -29,34 +29,41 @@ pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Res
 }
 
 /// An error answered to the client. Internal errors are logged in full and
-/// answered without their details.
+/// answered without their details. Boxed: it travels in every `Result`.
 #[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub details: Value,
-    pub headers: Vec<(&'static str, String)>,
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Value,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(Inner {
             status,
             code,
             message: message.into(),
             details: Value::Array(Vec::new()),
             headers: Vec::new(),
-        }
+        }))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.status
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = details;
+        self.0.details = details;
         self
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
+        self.0.headers.push((name, value.into()));
         self
     }
 
@@ -83,11 +90,12 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Resp {
+        let e = *self.0;
         let mut resp = json(
-            self.status,
-            &json!({"error": {"code": self.code, "message": self.message, "details": self.details}}),
+            e.status,
+            &json!({"error": {"code": e.code, "message": e.message, "details": e.details}}),
         );
-        for (name, value) in self.headers {
+        for (name, value) in e.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 resp.headers_mut().insert(name, v);
             }

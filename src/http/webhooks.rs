@@ -27,8 +27,8 @@ pub async fn accept(
     let result = accept_inner(app, driver, req).await;
     let outcome = match &result {
         Ok(_) => "accepted",
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => "queue_full",
-        Err(e) if e.status.is_client_error() => "rejected",
+        Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => "queue_full",
+        Err(e) if e.status().is_client_error() => "rejected",
         Err(_) => "error",
     };
     app.metrics.webhook(label, outcome);
