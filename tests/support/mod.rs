@@ -2,6 +2,8 @@
 //! receiver on loopback that stands in for a webhook target.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;

@@ -1,0 +1,931 @@
+//! The HTTP API against the real daemon on 127.0.0.1:0: every endpoint and
+//! error code, auth, signatures, limits, the queue, resume, shutdown.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::daemon::{Daemon, Workspace};
+use support::{Receiver, fixture_json};
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+async fn call(method: Method, url: &str, body: Option<Value>, token: Option<&str>) -> Reply {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn raw(url: &str, content: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
+    let mut req = reqwest::Client::new().post(url).body(content);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+async fn get(d: &Daemon, path: &str) -> Reply {
+    call(Method::GET, &d.url(path), None, None).await
+}
+
+async fn post(d: &Daemon, path: &str, body: Value) -> Reply {
+    call(Method::POST, &d.url(path), Some(body), None).await
+}
+
+fn assert_error(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{:#}", r.body);
+    assert_eq!(r.body["error"]["code"], code, "{:#}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+/// Polls a run until it is finished; its record.
+async fn finished(d: &Daemon, run_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = get(d, &format!("/orchestration/pipeline/{run_id}/")).await;
+        if r.status == StatusCode::OK && !r.body["completed_at"].is_null() {
+            return r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run_id} did not finish: {:#}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn alert() -> Value {
+    fixture_json("seed-generic.json")
+}
+
+#[tokio::test]
+async fn health_readiness_openapi_and_json_errors() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    assert_eq!(get(&d, "/healthz").await.body["status"], "ok");
+    let ready = get(&d, "/readyz/").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body["status"], "ready");
+    let api = get(&d, "/openapi.json").await;
+    assert_eq!(api.body["openapi"], "3.0.3");
+
+    assert_error(&get(&d, "/nope").await, StatusCode::NOT_FOUND, "not_found");
+    let wrong = call(
+        Method::DELETE,
+        &d.url("/orchestration/pipelines/"),
+        None,
+        None,
+    )
+    .await;
+    assert_error(&wrong, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(wrong.headers["allow"], "GET");
+    let wrong = get(&d, "/orchestration/pipeline/").await;
+    assert_eq!(wrong.headers["allow"], "POST");
+}
+
+/// Every route the router knows is in the OpenAPI document, with its methods.
+#[tokio::test]
+async fn openapi_documents_every_route() {
+    let doc: Value = serde_json::from_str(include_str!("../src/http/openapi.json")).unwrap();
+    for (pattern, methods) in herald::http::router::ROUTES {
+        let path = doc["paths"]
+            .get(*pattern)
+            .unwrap_or_else(|| panic!("{pattern} missing from openapi.json"));
+        for m in *methods {
+            assert!(
+                path.get(*m).is_some(),
+                "{m} {pattern} missing from openapi.json"
+            );
+        }
+    }
+    let documented = doc["paths"].as_object().unwrap().len();
+    assert_eq!(
+        documented,
+        herald::http::router::ROUTES.len(),
+        "openapi.json documents a route the router lacks"
+    );
+}
+
+#[tokio::test]
+async fn async_pipeline_is_accepted_then_runs() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    let r = post(
+        &d,
+        "/orchestration/pipeline/",
+        json!({"payload": alert(), "source": "script", "trace_id": "t-1"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    assert_eq!(r.body["status"], "accepted");
+    assert_eq!(r.body["trace_id"], "t-1");
+    let run = finished(&d, r.body["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "NOTIFIED");
+    assert_eq!(run["source"], "script");
+    assert_eq!(run["definition"], "default");
+    assert_eq!(run["stages"].as_array().unwrap().len(), 4);
+    // No trailing slash works too.
+    let r = post(&d, "/orchestration/pipeline", json!({"payload": alert()})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn sync_pipeline_returns_the_result_whatever_the_status() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    let ok = post(
+        &d,
+        "/orchestration/pipeline/sync/",
+        json!({"payload": alert()}),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.body["status"], "NOTIFIED");
+    for key in [
+        "trace_id",
+        "run_id",
+        "definition",
+        "definition_version",
+        "incident_id",
+        "executed_nodes",
+        "skipped_nodes",
+        "node_results",
+        "duration_ms",
+        "error",
+    ] {
+        assert!(ok.body.get(key).is_some(), "missing {key}");
+    }
+    // An unreadable payload fails the run, and that is still a 200 with the status.
+    let failed = post(
+        &d,
+        "/orchestration/pipeline/sync/",
+        json!({"payload": [1, 2]}),
+    )
+    .await;
+    assert_eq!(failed.status, StatusCode::OK);
+    assert_eq!(failed.body["status"], "FAILED");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_4xx_with_reasons() {
+    let ws = Workspace::new("[server]\nmax_body_bytes = 2000\n");
+    let d = ws.start();
+    let url = d.url("/orchestration/pipeline/");
+    let r = raw(
+        &url,
+        b"{\"payload\": ".to_vec(),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1"),
+        "{:#}",
+        r.body
+    );
+    assert_error(
+        &raw(&url, b"".to_vec(), &[]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    );
+    assert_error(
+        &raw(&url, vec![0xff, 0xfe, 0x00], &[]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    );
+    assert_error(
+        &post(&d, "/orchestration/pipeline/", json!({"source": "x"})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    );
+    assert_error(
+        &post(&d, "/orchestration/pipeline/", json!([1])).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    );
+    assert_error(
+        &post(
+            &d,
+            "/orchestration/pipeline/",
+            json!({"payload": {}, "source": 5}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    );
+    let big = json!({"payload": {"x": "y".repeat(5000)}});
+    assert_error(
+        &post(&d, "/orchestration/pipeline/", big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    );
+}
+
+#[tokio::test]
+async fn listing_runs_filters_pages_and_refuses_bad_parameters() {
+    let ws = Workspace::new("");
+    ws.definition("quick", &json!({"version": "1", "nodes": [{"id": "t", "type": "transform", "config": {"mapping": {"x": "payload.x"}}}]}));
+    let d = ws.start();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = post(
+            &d,
+            "/orchestration/definitions/quick/execute/",
+            json!({"payload": {"x": i}, "source": if i < 2 { "a" } else { "b" }}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
+        ids.push(r.body["run_id"].as_str().unwrap().to_string());
+    }
+    let all = get(&d, "/orchestration/pipelines/?definition=quick").await;
+    assert_eq!(all.body["count"], 5);
+    assert_eq!(
+        all.body["results"][0]["run_id"],
+        ids[4].as_str(),
+        "newest first"
+    );
+    let page1 = get(&d, "/orchestration/pipelines/?definition=quick&limit=3").await;
+    assert_eq!(page1.body["count"], 3);
+    let cursor = page1.body["next_cursor"].as_str().unwrap().to_string();
+    let page2 = get(
+        &d,
+        &format!("/orchestration/pipelines?definition=quick&limit=3&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(page2.body["count"], 2);
+    assert!(page2.body["next_cursor"].is_null());
+    assert_eq!(
+        get(&d, "/orchestration/pipelines/?source=a").await.body["count"],
+        2
+    );
+    assert_eq!(
+        get(&d, "/orchestration/pipelines/?status=COMPLETED")
+            .await
+            .body["count"],
+        5
+    );
+    assert_eq!(
+        get(&d, "/orchestration/pipelines/?since=2999-01-01T00:00:00Z")
+            .await
+            .body["count"],
+        0
+    );
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "status=weird",
+        "since=yesterday",
+        "cursor=nope",
+        "colour=red",
+    ] {
+        let r = get(&d, &format!("/orchestration/pipelines/?{bad}")).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_parameter");
+    }
+    assert_error(
+        &get(&d, "/orchestration/pipeline/01NOTARUN/").await,
+        StatusCode::NOT_FOUND,
+        "run_not_found",
+    );
+}
+
+#[tokio::test]
+async fn definitions_list_detail_validate_execute() {
+    let ws = Workspace::new("");
+    ws.definition(
+        "quick",
+        &json!({"version": "1", "description": "d", "schedule": {"every": "1h"},
+        "nodes": [{"id": "t", "type": "transform", "config": {"mapping": {"x": "payload.x"}}}]}),
+    );
+    ws.definition(
+        "broken",
+        &json!({"version": "1", "nodes": [{"id": "t", "type": "nope"}]}),
+    );
+    let d = ws.start();
+    let list = get(&d, "/orchestration/definitions/").await;
+    let items = list.body["results"].as_array().unwrap();
+    let quick = items.iter().find(|i| i["name"] == "quick").unwrap();
+    assert_eq!(quick["state"], "ok");
+    assert_eq!(quick["nodes"], 1);
+    assert_eq!(quick["schedule"]["every"], "1h");
+    let broken = items.iter().find(|i| i["name"] == "broken").unwrap();
+    assert_eq!(broken["state"], "invalid");
+    assert_eq!(broken["errors"][0]["path"], "nodes[0].type");
+
+    let run = post(
+        &d,
+        "/orchestration/definitions/quick/execute/",
+        json!({"payload": {"x": 7}}),
+    )
+    .await;
+    assert_eq!(run.body["node_results"]["t"]["output"]["x"], 7);
+    let detail = get(&d, "/orchestration/definitions/quick").await;
+    assert_eq!(detail.body["definition"]["description"], "d");
+    assert_eq!(detail.body["recent_runs"][0]["run_id"], run.body["run_id"]);
+
+    let queued = post(
+        &d,
+        "/orchestration/definitions/quick/execute/?mode=async",
+        json!({"payload": {"x": 8}, "incident_id": "inc-9"}),
+    )
+    .await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED);
+    let done = finished(&d, queued.body["run_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(done["incident_id"], "inc-9");
+
+    assert_error(
+        &post(
+            &d,
+            "/orchestration/definitions/nope/execute/",
+            json!({"payload": {}}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "definition_not_found",
+    );
+    let invalid = post(
+        &d,
+        "/orchestration/definitions/broken/execute/",
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_error(&invalid, StatusCode::CONFLICT, "definition_invalid");
+    assert_eq!(invalid.body["error"]["details"][0]["path"], "nodes[0].type");
+    assert_error(
+        &post(
+            &d,
+            "/orchestration/definitions/quick/execute/?mode=later",
+            json!({"payload": {}}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    );
+
+    let v = call(
+        Method::POST,
+        &d.url("/orchestration/definitions/quick/validate/"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        v.body,
+        json!({"name": "quick", "valid": true, "errors": []})
+    );
+    let v = call(
+        Method::POST,
+        &d.url("/orchestration/definitions/broken/validate/"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(v.body["valid"], false);
+    let candidate = json!({"version": "1", "nodes": [{"id": "a", "type": "notify", "config": {"driver": "fax"}}]});
+    let v = post(
+        &d,
+        "/orchestration/definitions/new-one/validate/",
+        candidate,
+    )
+    .await;
+    assert_eq!(v.status, StatusCode::OK);
+    assert_eq!(v.body["valid"], false);
+    assert_eq!(v.body["errors"][0]["path"], "nodes[0].config.driver");
+    assert!(v.body["errors"][0]["line"].is_number());
+    assert_error(
+        &call(
+            Method::POST,
+            &d.url("/orchestration/definitions/ghost/validate/"),
+            None,
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "definition_not_found",
+    );
+}
+
+#[tokio::test]
+async fn webhooks_route_by_trigger_or_fall_back_to_the_builtin() {
+    let ws = Workspace::new("");
+    ws.definition("am-only", &json!({"version": "1", "trigger": {"sources": ["alertmanager"], "match": {"severity": "warning"}},
+        "nodes": [{"id": "in", "type": "ingest", "next": "n"}, {"id": "n", "type": "notify", "config": {"driver": "log"}}]}));
+    let d = ws.start();
+    // GET is an open readiness probe.
+    assert_eq!(get(&d, "/alerts/webhook/").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&d, "/alerts/webhook/alertmanager").await.status,
+        StatusCode::OK
+    );
+
+    let am = post(
+        &d,
+        "/alerts/webhook/",
+        fixture_json("alertmanager-0.25-webhook-firing.json"),
+    )
+    .await;
+    assert_eq!(am.status, StatusCode::ACCEPTED, "{:#}", am.body);
+    assert_eq!(am.body["driver"], "alertmanager");
+    assert_eq!(am.body["definitions"], json!(["am-only"]));
+    let run = finished(&d, am.body["run_ids"][0].as_str().unwrap()).await;
+    assert_eq!(run["status"], "NOTIFIED");
+    assert_eq!(run["source"], "alertmanager");
+
+    let generic = post(&d, "/alerts/webhook/generic/", alert()).await;
+    assert_eq!(generic.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        generic.body["definitions"],
+        json!(["default"]),
+        "no trigger matched: built-in"
+    );
+
+    assert_error(
+        &post(&d, "/alerts/webhook/nagios/", alert()).await,
+        StatusCode::NOT_FOUND,
+        "unknown_driver",
+    );
+    assert_error(
+        &post(&d, "/alerts/webhook/alertmanager/", json!({"alerts": "no"})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_payload",
+    );
+    assert_error(
+        &post(&d, "/alerts/webhook/", json!({"nothing": true})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_payload",
+    );
+    let url = d.url("/alerts/webhook/");
+    assert_error(
+        &raw(&url, b"{\"alerts\": [".to_vec(), &[]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    );
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert_error(
+        &raw(&url, deep.into_bytes(), &[]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    );
+}
+
+#[tokio::test]
+async fn webhook_body_limit_is_separate_and_larger() {
+    let ws = Workspace::new("[server]\nmax_body_bytes = 1000\nmax_webhook_body_bytes = 100000\n");
+    let d = ws.start();
+    let mut body = alert();
+    body["description"] = json!("x".repeat(5000));
+    let r = post(&d, "/alerts/webhook/generic/", body.clone()).await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "a 5 kB webhook fits its own limit"
+    );
+    body["description"] = json!("x".repeat(200_000));
+    assert_error(
+        &post(&d, "/alerts/webhook/generic/", body).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    );
+}
+
+#[tokio::test]
+async fn auth_tokens_guard_everything_but_probes() {
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), "# ops\nfile-token\n").unwrap();
+    let ws = Workspace::new(&format!(
+        "auth_tokens = [\"s3cret\"]\nauth_token_file = \"{}\"\n",
+        token_file.path().display()
+    ));
+    let d = ws.start_with(&[], &[("HERALD_AUTH_TOKENS", "env-token, other")]);
+    let url = d.url("/orchestration/pipelines/");
+    assert_error(
+        &call(Method::GET, &url, None, None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_error(
+        &call(Method::GET, &url, None, Some("wrong")).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    for token in ["s3cret", "file-token", "env-token"] {
+        assert_eq!(
+            call(Method::GET, &url, None, Some(token)).await.status,
+            StatusCode::OK,
+            "{token}"
+        );
+    }
+    let by_key = reqwest::Client::new()
+        .get(&url)
+        .header("X-API-Key", "s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_key.status(), StatusCode::OK);
+    assert_error(
+        &post(&d, "/alerts/webhook/", alert()).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_error(
+        &get(&d, "/metrics").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    for open in [
+        "/healthz",
+        "/readyz",
+        "/alerts/webhook/",
+        "/alerts/webhook/generic/",
+    ] {
+        assert_eq!(get(&d, open).await.status, StatusCode::OK, "{open} is open");
+    }
+}
+
+#[test]
+fn refuses_a_public_address_without_a_token() {
+    let ws = Workspace::new("");
+    let out = ws
+        .command(&["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without an auth token"),
+        "{err}"
+    );
+    assert!(err.contains("auth_tokens"), "{err}");
+    // With a token it starts (bound on all interfaces, but only used via loopback).
+    let mut d = ws.start_with(&["--listen", "0.0.0.0:0"], &[("HERALD_AUTH_TOKENS", "t")]);
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(20)), Some(0));
+}
+
+#[tokio::test]
+async fn webhook_signatures_when_a_source_has_a_secret() {
+    let ws = Workspace::new("[webhooks.secrets]\nalertmanager = \"hush\"\n");
+    let d = ws.start();
+    let body = std::fs::read(support::fixture("alertmanager-0.25-webhook-firing.json")).unwrap();
+    let url = d.url("/alerts/webhook/alertmanager/");
+    assert_error(
+        &raw(&url, body.clone(), &[]).await,
+        StatusCode::UNAUTHORIZED,
+        "bad_signature",
+    );
+    let wrong = herald::http::sign("other", &body);
+    assert_error(
+        &raw(&url, body.clone(), &[("x-herald-signature", &wrong)]).await,
+        StatusCode::UNAUTHORIZED,
+        "bad_signature",
+    );
+    let sig = herald::http::sign("hush", &body);
+    let ok = raw(&url, body, &[("x-herald-signature", &sig)]).await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{:#}", ok.body);
+    // Sources without a secret need no signature.
+    assert_eq!(
+        post(&d, "/alerts/webhook/generic/", alert()).await.status,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let ws = Workspace::new("[rate_limit]\nper_second = 0.01\nburst = 3\n");
+    let d = ws.start();
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let r = get(&d, "/orchestration/pipelines/").await;
+        codes.push(r.status.as_u16());
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers.contains_key("retry-after"));
+            assert_eq!(r.body["error"]["code"], "rate_limited");
+        }
+    }
+    assert_eq!(codes, [200, 200, 200, 429, 429]);
+    assert_eq!(
+        get(&d, "/healthz").await.status,
+        StatusCode::OK,
+        "probes are not limited"
+    );
+}
+
+fn slow_notify_definition(ws: &Workspace) {
+    ws.definition("slow", &json!({"version": "1", "nodes": [
+        {"id": "n", "type": "notify", "config": {"driver": "webhook", "channel": "slow"}, "retries": 0, "timeout": "30s"}]}));
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_and_keeps_memory_bounded() {
+    let receiver = Receiver::start_with_delay(Duration::from_millis(800)).await;
+    let ws = Workspace::new(&format!(
+        "[queue]\nworkers = 1\ncapacity = 2\n[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    slow_notify_definition(&ws);
+    let d = ws.start();
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let r = post(
+            &d,
+            "/orchestration/definitions/slow/execute/?mode=async",
+            json!({"payload": {}}),
+        )
+        .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.body["error"]["code"], "queue_full");
+            assert!(r.headers.contains_key("retry-after"));
+        }
+        codes.push(r.status.as_u16());
+    }
+    assert_eq!(codes, [202, 202, 429, 429]);
+    let ready = get(&d, "/readyz").await;
+    assert_eq!(ready.body["queue_capacity"], 2);
+}
+
+#[tokio::test]
+async fn resume_repeats_nothing_that_succeeded() {
+    let first = Receiver::start().await;
+    let second = Receiver::start().await;
+    let ws = Workspace::new(&format!(
+        "[notify.webhook.first]\nurl = \"{}\"\n[notify.webhook.second]\nurl = \"{}\"\n",
+        first.url("/"),
+        second.url("/")
+    ));
+    ws.definition("two-hooks", &json!({"version": "1", "nodes": [
+        {"id": "in", "type": "ingest", "next": "first"},
+        {"id": "first", "type": "notify", "config": {"driver": "webhook", "channel": "first"}, "next": "second"},
+        {"id": "second", "type": "notify", "config": {"driver": "webhook", "channel": "second"}, "retries": 0}]}));
+    let d = ws.start();
+    second.respond_with(&[500]);
+    let failed = post(
+        &d,
+        "/orchestration/definitions/two-hooks/execute/",
+        json!({"payload": alert()}),
+    )
+    .await;
+    assert_eq!(failed.body["status"], "FAILED");
+    let run_id = failed.body["run_id"].as_str().unwrap().to_string();
+
+    let ok_run = post(
+        &d,
+        "/orchestration/definitions/two-hooks/execute/",
+        json!({"payload": alert()}),
+    )
+    .await;
+    assert_eq!(ok_run.body["status"], "NOTIFIED");
+    let not_failed = post(
+        &d,
+        &format!(
+            "/orchestration/pipeline/{}/resume/",
+            ok_run.body["run_id"].as_str().unwrap()
+        ),
+        json!({}),
+    )
+    .await;
+    assert_error(&not_failed, StatusCode::CONFLICT, "not_resumable");
+    assert_error(
+        &post(&d, "/orchestration/pipeline/01NOPE/resume/", json!({})).await,
+        StatusCode::NOT_FOUND,
+        "run_not_found",
+    );
+
+    let resumed = post(
+        &d,
+        &format!("/orchestration/pipeline/{run_id}/resume/"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(resumed.status, StatusCode::OK, "{:#}", resumed.body);
+    assert_eq!(resumed.body["status"], "NOTIFIED");
+    let first_keys: Vec<String> = first
+        .received()
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        first_keys.iter().filter(|k| k.starts_with(&run_id)).count(),
+        1,
+        "the first hook is not sent again"
+    );
+    let second_keys: Vec<String> = second
+        .received()
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        second_keys
+            .iter()
+            .filter(|k| k.starts_with(&run_id))
+            .count(),
+        2,
+        "the failed hook is tried again"
+    );
+
+    // Async resume of another failed run.
+    second.respond_with(&[500]);
+    let failed = post(
+        &d,
+        "/orchestration/definitions/two-hooks/execute/",
+        json!({"payload": alert()}),
+    )
+    .await;
+    let id = failed.body["run_id"].as_str().unwrap();
+    let queued = post(
+        &d,
+        &format!("/orchestration/pipeline/{id}/resume/?mode=async"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = get(&d, &format!("/orchestration/pipeline/{id}/")).await;
+        if run.body["status"] == "NOTIFIED" {
+            assert_eq!(run.body["attempts"], 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:#}", run.body);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_runs_webhooks_and_requests() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    let r = post(
+        &d,
+        "/orchestration/pipeline/sync/",
+        json!({"payload": alert()}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    post(&d, "/alerts/webhook/generic/", alert()).await;
+    post(&d, "/alerts/webhook/generic/", json!({"x": 1})).await;
+    let m = get(&d, "/metrics").await;
+    let text = m.body.as_str().unwrap().to_string();
+    for needle in [
+        "herald_runs_total{definition=\"default\",status=\"NOTIFIED\"}",
+        "herald_run_duration_seconds_bucket",
+        "herald_stages_total{definition=\"default\",node=\"notify\",status=\"succeeded\"}",
+        "herald_queue_capacity 10000",
+        "herald_webhook_requests_total{driver=\"generic\",outcome=\"accepted\"} 1",
+        "herald_webhook_requests_total{driver=\"generic\",outcome=\"rejected\"} 1",
+        "herald_http_requests_total{route=\"/orchestration/pipeline/sync/\",code=\"200\"} 1",
+        "herald_definitions_loaded 1",
+    ] {
+        assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_work_and_keeps_the_queue() {
+    let receiver = Receiver::start_with_delay(Duration::from_millis(500)).await;
+    let ws = Workspace::new(&format!(
+        "[queue]\nworkers = 1\n[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    slow_notify_definition(&ws);
+    let mut d = ws.start();
+    // A sync request in flight when SIGTERM arrives still gets its answer.
+    let url = d.url("/orchestration/definitions/slow/execute/");
+    let in_flight =
+        tokio::spawn(
+            async move { call(Method::POST, &url, Some(json!({"payload": {}})), None).await },
+        );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut queued = Vec::new();
+    for _ in 0..6 {
+        let r = post(
+            &d,
+            "/orchestration/definitions/slow/execute/?mode=async",
+            json!({"payload": {}}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        queued.push(r.body["run_id"].as_str().unwrap().to_string());
+    }
+    d.signal("TERM");
+    let answered = in_flight.await.unwrap();
+    assert_eq!(answered.status, StatusCode::OK);
+    assert_eq!(answered.body["status"], "NOTIFIED");
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log());
+    assert!(
+        d.log().contains("queued jobs resume at the next start"),
+        "{}",
+        d.log()
+    );
+
+    // What was left runs at the next start.
+    let d = ws.start();
+    for id in &queued {
+        assert_eq!(finished(&d, id).await["status"], "NOTIFIED");
+    }
+}
+
+/// The crash test: SIGKILL with a few hundred async jobs in flight; after a
+/// restart every job answered 202 reaches a terminal state and its
+/// notification arrives — at least once, twice only when in flight at the kill.
+#[tokio::test]
+async fn sigkill_loses_nothing_that_was_accepted() {
+    let receiver = Receiver::start_with_delay(Duration::from_millis(5)).await;
+    let ws = Workspace::new(&format!(
+        "[queue]\nworkers = 2\n[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    slow_notify_definition(&ws);
+    let mut d = ws.start();
+    let client = reqwest::Client::new();
+    let url = d.url("/orchestration/definitions/slow/execute/?mode=async");
+    let mut accepted = Vec::new();
+    for chunk in 0..30 {
+        let sends: Vec<_> = (0..10)
+            .map(|i| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    client
+                        .post(&url)
+                        .json(&json!({"payload": {"n": chunk * 10 + i}}))
+                        .send()
+                        .await
+                })
+            })
+            .collect();
+        for s in sends {
+            let resp = s.await.unwrap().unwrap();
+            assert_eq!(resp.status(), StatusCode::ACCEPTED);
+            let body: Value = resp.json().await.unwrap();
+            accepted.push(body["run_id"].as_str().unwrap().to_string());
+        }
+    }
+    // Kill while the workers are still draining the queue.
+    let delivered_before = receiver.received().len();
+    assert!(
+        delivered_before < accepted.len(),
+        "the kill must land mid-way ({delivered_before} already delivered)"
+    );
+    d.kill9();
+
+    let d = ws.start();
+    for id in &accepted {
+        let run = finished(&d, id).await;
+        assert_eq!(run["status"], "NOTIFIED", "{run:#}");
+    }
+    let received = receiver.received();
+    let mut per_key: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in &received {
+        *per_key
+            .entry(r.header("idempotency-key").unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected: std::collections::HashSet<String> =
+        accepted.iter().map(|id| format!("{id}:n")).collect();
+    let got: std::collections::HashSet<String> = per_key.keys().cloned().collect();
+    assert_eq!(
+        got, expected,
+        "one distinct key per accepted job, every job delivered"
+    );
+    let repeats = per_key.values().filter(|n| **n > 1).count();
+    assert!(
+        repeats <= 2,
+        "only sends in flight at the kill (≤ workers) may repeat; {repeats} did"
+    );
+    assert!(per_key.values().all(|n| *n <= 2));
+}
