@@ -18,6 +18,11 @@
 //! - [`host`] samples this host's metrics with sysinfo and judges them against
 //!   thresholds.
 //! - [`config`] is the `config.toml` model with its defaults.
+//! - [`http`] is the hyper server: the Django app's paths, auth, limits, and
+//!   one module per resource; [`metrics`] is its Prometheus registry.
+//! - [`daemon`] is `herald serve`'s life cycle: it wires the store, the
+//!   durable queue ([`engine::queue`]) and its workers, and the server, and
+//!   drains them on shutdown.
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over these modules.
 

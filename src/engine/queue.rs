@@ -130,16 +130,17 @@ impl Queue {
             self.depth.fetch_sub(n, Ordering::AcqRel);
             return Err(e.into());
         }
-        if let Err(e) = self.flush().await {
-            // Written but maybe not durable: the jobs stay queued; the caller
-            // answers an error and may retry.
-            tracing::error!(error = %e, "queue: flush failed");
-        }
+        let flushed = self.flush().await;
+        // Written either way: the workers run the jobs. Without the flush
+        // the caller is told they may not be durable, and may retry.
         for run in runs {
             let _ = self.ready_tx.try_send(run.run_id.clone());
         }
         self.publish_depth();
-        Ok(())
+        if let Err(e) = &flushed {
+            tracing::error!(error = %e, "queue: flush failed");
+        }
+        flushed
     }
 
     /// Waits until everything written so far is on disk, sharing the flush

@@ -118,31 +118,43 @@ impl HostSampler {
     }
 
     /// The latest snapshot if it is younger than `max_age`, else a new one.
+    /// Callers that arrive together share one new sample.
     pub async fn snapshot(self: &Arc<Self>, max_age: Duration) -> Arc<HostSnapshot> {
-        if let Some(snap) = self.latest.load_full() {
-            let age = Utc::now().signed_duration_since(snap.taken_at);
-            if age.to_std().is_ok_and(|a| a <= max_age) {
-                return snap;
-            }
+        if let Some(snap) = self.fresh(max_age) {
+            return snap;
         }
-        self.sample().await
+        let this = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || this.sample_blocking(Some(max_age))).await {
+            Ok(snap) => snap,
+            // The blocking pool is gone only at shutdown; sample inline then.
+            Err(_) => self.sample_blocking(Some(max_age)),
+        }
     }
 
     /// Takes a new snapshot now (off the async threads) and publishes it.
     pub async fn sample(self: &Arc<Self>) -> Arc<HostSnapshot> {
         let this = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || this.sample_blocking()).await {
+        match tokio::task::spawn_blocking(move || this.sample_blocking(None)).await {
             Ok(snap) => snap,
-            // The blocking pool is gone only at shutdown; sample inline then.
-            Err(_) => self.sample_blocking(),
+            Err(_) => self.sample_blocking(None),
         }
     }
 
-    fn sample_blocking(&self) -> Arc<HostSnapshot> {
+    fn fresh(&self, max_age: Duration) -> Option<Arc<HostSnapshot>> {
+        let snap = self.latest.load_full()?;
+        let age = Utc::now().signed_duration_since(snap.taken_at);
+        age.to_std().is_ok_and(|a| a <= max_age).then_some(snap)
+    }
+
+    fn sample_blocking(&self, reuse_younger_than: Option<Duration>) -> Arc<HostSnapshot> {
         let mut guard = match self.system.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
+        // Someone else may have sampled while this caller waited for the lock.
+        if let Some(snap) = reuse_younger_than.and_then(|age| self.fresh(age)) {
+            return snap;
+        }
         let s = &mut *guard;
         let since = s.cpu_refreshed.map(|t| t.elapsed());
         if since.is_none_or(|d| d < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL) {

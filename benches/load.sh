@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Load test of the HTTP API with wrk (Debian package `wrk`), against a
+# release build on loopback. Prints wrk's summary for each case and herald's
+# RSS idle and under load.
+#
+#   bash benches/load.sh            # 10 s per case, 32 connections
+#   DURATION=30s CONNECTIONS=64 bash benches/load.sh
+#
+# Cases:
+#   async  POST /alerts/webhook/alertmanager/  the real Alertmanager 0.25 body;
+#          each 202 is a durable job (flushed to disk before the answer)
+#   sync   POST /orchestration/definitions/sync-log/execute/  a transform →
+#          notify(log) definition, answered with the run result
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+
+cargo build --release --quiet
+work=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+mkdir -p "$work/definitions"
+cat > "$work/definitions/sync-log.json" <<'JSON'
+{"version": "1", "nodes": [
+  {"id": "shape", "type": "transform", "config": {"mapping": {"name": "payload.name"}}, "next": "notify"},
+  {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}
+JSON
+cat > "$work/config.toml" <<TOML
+listen = "127.0.0.1:0"
+data_dir = "data"
+definitions_dir = "definitions"
+log_level = "warn"
+[queue]
+workers = ${WORKERS:-0}
+# Room for every job the run accepts, so the figure is the accept rate,
+# not the rate at which workers drain the queue.
+capacity = 2000000
+TOML
+./target/release/herald --config "$work/config.toml" serve &
+pid=$!
+for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
+url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
+rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$pid/status"; }
+sleep 1
+echo "idle RSS: $(rss)"
+
+post_script() {
+    cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$1", "r")
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  io.write(string.format("p50 %.2f ms, p99 %.2f ms, non-2xx %d\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.errors.status))
+end
+LUA
+}
+
+echo "== async webhook ingest (Alertmanager fixture), $CONNECTIONS connections, $DURATION"
+post_script "$PWD/tests/fixtures/alertmanager-0.25-webhook-firing.json"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" "$url/alerts/webhook/alertmanager/" &
+wrk_pid=$!
+sleep 5
+echo "RSS under async load: $(rss)"
+wait $wrk_pid
+echo "RSS after async load: $(rss)"
+
+# Let the workers drain the async jobs so they do not share the CPU with
+# the sync case.
+python3 - "$url" <<'PY'
+import json, sys, time, urllib.request
+for _ in range(1200):
+    depth = json.load(urllib.request.urlopen(sys.argv[1] + "/readyz"))["queue_depth"]
+    if depth == 0:
+        break
+    time.sleep(0.5)
+print(f"queue drained (depth {depth})")
+PY
+
+echo "== sync runs (transform → notify log), $CONNECTIONS connections, $DURATION"
+echo '{"payload": {"name": "HighCPU"}}' > "$work/sync.json"
+post_script "$work/sync.json"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" "$url/orchestration/definitions/sync-log/execute/" &
+wrk_pid=$!
+sleep 5
+echo "RSS under sync load: $(rss)"
+wait $wrk_pid
