@@ -25,7 +25,9 @@ fn definition() -> herald::definition::Definition {
 
 fn request() -> RunRequest {
     RunRequest {
-        payload: json!({"name": "HighCPU", "severity": "critical", "labels": {"instance": "web-1"}}),
+        payload: herald::payload::Payload::from_value(
+            json!({"name": "HighCPU", "severity": "critical", "labels": {"instance": "web-1"}}),
+        ),
         source: Some("bench".into()),
         ..RunRequest::default()
     }

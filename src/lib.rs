@@ -35,4 +35,5 @@ pub mod host;
 pub mod http;
 pub mod metrics;
 pub mod nodes;
+pub mod payload;
 pub mod store;

@@ -386,7 +386,7 @@ async fn run(setup: Setup, args: RunArgs) -> Result<ExitCode> {
     let definition = find_definition(&set, &args.name)?;
     let engine = Engine::new(Some(store.clone()));
     let request = RunRequest {
-        payload,
+        payload: herald::payload::Payload::from_value(payload),
         source: Some(args.source),
         environment: args.environment,
         ..RunRequest::default()
@@ -788,6 +788,7 @@ fn print_run(
 ) -> Result<()> {
     if json {
         let mut out = serde_json::to_value(run)?;
+        out["payload"] = serde_json::to_value(&run.payload)?;
         out["stages"] = serde_json::to_value(stages)?;
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());

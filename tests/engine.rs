@@ -11,6 +11,7 @@ use herald::nodes::{
     BoxFuture, ConfigIssue, HandlerRegistry, NodeContext, NodeError, NodeExecutor, NodeHandler,
     Services,
 };
+use herald::payload::Payload;
 use herald::store::{RunStatus, StageStatus, Store, StoreOptions};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -282,7 +283,9 @@ async fn ingest_incident_id_flows_to_the_run() {
     let def = w.definition(json!({"nodes": [
         {"id": "in", "type": "ingest", "next": "p"},
         {"id": "p", "type": "probe"}]}));
-    let payload = support::fixture_json("alertmanager-0.25-webhook-firing.json");
+    let payload = Payload::from_value(support::fixture_json(
+        "alertmanager-0.25-webhook-firing.json",
+    ));
     let result = Engine::new(None)
         .run(
             &def,
@@ -330,7 +333,7 @@ async fn notified_only_when_notify_really_succeeded() {
         {"id": "in", "type": "ingest", "next": "notify"},
         {"id": "notify", "type": "notify", "config": {"driver": "webhook", "channel": "ops"},
          "required": false, "retries": 0}]}));
-    let payload = support::fixture_json("seed-generic.json");
+    let payload = Payload::from_value(support::fixture_json("seed-generic.json"));
     let engine = Engine::new(None);
 
     receiver.respond_with(&[500]);
@@ -439,7 +442,7 @@ async fn runs_and_stages_are_recorded() {
             &def,
             RunRequest {
                 source: Some("test".into()),
-                payload: json!({"k": 1}),
+                payload: Payload::from_value(json!({"k": 1})),
                 ..RunRequest::default()
             },
         )
@@ -448,7 +451,7 @@ async fn runs_and_stages_are_recorded() {
     let run = store.get_run(&result.run_id).unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.source.as_deref(), Some("test"));
-    assert_eq!(run.payload, json!({"k": 1}));
+    assert_eq!(run.payload.value(), &json!({"k": 1}));
     assert_eq!(run.definition_version, def.version_hash);
     assert!(run.completed_at.is_some());
     let stages = store.stages(&result.run_id).unwrap();

@@ -497,8 +497,12 @@ async fn webhooks_route_by_trigger_or_fall_back_to_the_builtin() {
         "invalid_json",
     );
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep = raw(&url, deep.into_bytes(), &[]).await;
+    assert_eq!(deep.status, StatusCode::BAD_REQUEST, "{:#}", deep.body);
+    let message = deep.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("recursion limit"), "{message}");
     assert_error(
-        &raw(&url, deep.into_bytes(), &[]).await,
+        &raw(&url, vec![b'"', 0xff, b'"'], &[]).await,
         StatusCode::BAD_REQUEST,
         "invalid_json",
     );

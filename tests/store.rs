@@ -38,7 +38,7 @@ fn run_at(ms: u64, definition: &str, status: RunStatus) -> PipelineRun {
         started_at: Some(created),
         completed_at: Some(created),
         duration_ms: Some(1),
-        payload: json!({"n": ms}),
+        payload: herald::payload::Payload::from_value(json!({"n": ms})),
     }
 }
 

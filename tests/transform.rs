@@ -26,7 +26,7 @@ async fn transform(mapping: Value, extra: Value, payload: Value) -> Value {
         .run(
             &def,
             RunRequest {
-                payload,
+                payload: herald::payload::Payload::from_value(payload),
                 ..RunRequest::default()
             },
         )

@@ -108,14 +108,63 @@ pub fn normalize(
     let alerts = match driver {
         "alertmanager" => alertmanager::normalize(payload)?,
         "generic" => generic::normalize(payload)?,
-        other => {
-            return Err(PayloadError(format!(
-                "unknown alert driver `{other}`; known: {}",
-                DRIVERS.join(", ")
-            )));
-        }
+        other => return Err(unknown_driver(other)),
     };
     Ok((driver.to_string(), alerts))
+}
+
+/// Like [`normalize`], from the JSON text, without building a `Value` of
+/// the whole body for the formats that can be read directly.
+pub fn normalize_text(
+    text: &str,
+    driver: Option<&str>,
+) -> Result<(String, Vec<Alert>), PayloadError> {
+    let driver = match driver {
+        None | Some("auto") => detect_text(text),
+        Some(d) => d,
+    };
+    let alerts = match driver {
+        "alertmanager" => alertmanager::normalize_text(text)?,
+        "generic" => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| PayloadError(format!("invalid JSON: {e}")))?;
+            generic::normalize(&value)?
+        }
+        other => return Err(unknown_driver(other)),
+    };
+    Ok((driver.to_string(), alerts))
+}
+
+/// Hands every alert in the JSON text to `f`, one at a time; returns the
+/// driver and the count. Alertmanager groups are streamed, so a body of any
+/// size is read in the memory of one alert.
+pub fn scan_text(
+    text: &str,
+    driver: Option<&str>,
+    mut f: impl FnMut(Alert),
+) -> Result<(String, usize), PayloadError> {
+    let driver = match driver {
+        None | Some("auto") => detect_text(text),
+        Some(d) => d,
+    };
+    let count = match driver {
+        "alertmanager" => alertmanager::scan_text(text, f)?,
+        "generic" => {
+            let (_, alerts) = normalize_text(text, Some("generic"))?;
+            let n = alerts.len();
+            alerts.into_iter().for_each(&mut f);
+            n
+        }
+        other => return Err(unknown_driver(other)),
+    };
+    Ok((driver.to_string(), count))
+}
+
+fn unknown_driver(name: &str) -> PayloadError {
+    PayloadError(format!(
+        "unknown alert driver `{name}`; known: {}",
+        DRIVERS.join(", ")
+    ))
 }
 
 /// Picks the driver whose shape the payload has.
@@ -124,6 +173,23 @@ pub fn detect(payload: &Value) -> &'static str {
         "alertmanager"
     } else {
         "generic"
+    }
+}
+
+/// [`detect`] on JSON text: reads only the top-level keys.
+pub fn detect_text(text: &str) -> &'static str {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        alerts: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "orgId")]
+        org_id: Option<serde::de::IgnoredAny>,
+        state: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_str::<Probe>(text) {
+        Ok(p) if p.alerts.is_some() && !alertmanager::is_grafana(p.org_id, p.state) => {
+            "alertmanager"
+        }
+        _ => "generic",
     }
 }
 

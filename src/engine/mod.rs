@@ -22,6 +22,7 @@ use crate::definition::condition::NodeFacts;
 use crate::definition::{Definition, Node};
 use crate::metrics::Metrics;
 use crate::nodes::{EarlierNode, NodeContext, NodeError};
+use crate::payload::Payload;
 use crate::store::{
     PipelineRun, RunError, RunStatus, StageExecution, StageStatus, Store, StoreError,
 };
@@ -34,7 +35,7 @@ use std::time::Instant;
 /// What starts a run.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
-    pub payload: Value,
+    pub payload: Payload,
     pub source: Option<String>,
     pub environment: Option<String>,
     pub trace_id: Option<String>,

@@ -47,24 +47,37 @@ pub async fn read(
 /// Parses JSON; the error names line and column.
 pub fn json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "the body is empty; send a JSON document",
-        ));
+        return Err(empty());
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let text = e.to_string();
-        let message = text
-            .rfind(" at line ")
-            .map_or(text.clone(), |i| text[..i].to_string());
-        ApiError::bad_request(
-            "invalid_json",
-            format!(
-                "invalid JSON at line {} column {}: {message}",
-                e.line(),
-                e.column()
-            ),
-        )
-        .with_details(serde_json::json!([{"line": e.line(), "column": e.column()}]))
-    })
+    serde_json::from_slice(bytes).map_err(syntax_error)
+}
+
+/// Checks that `text` is JSON without keeping anything of it.
+pub fn check_json(text: &str) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(empty());
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(syntax_error)
+}
+
+fn empty() -> ApiError {
+    ApiError::bad_request("invalid_json", "the body is empty; send a JSON document")
+}
+
+fn syntax_error(e: serde_json::Error) -> ApiError {
+    let text = e.to_string();
+    let message = text
+        .rfind(" at line ")
+        .map_or(text.clone(), |i| text[..i].to_string());
+    ApiError::bad_request(
+        "invalid_json",
+        format!(
+            "invalid JSON at line {} column {}: {message}",
+            e.line(),
+            e.column()
+        ),
+    )
+    .with_details(serde_json::json!([{"line": e.line(), "column": e.column()}]))
 }

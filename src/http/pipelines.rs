@@ -46,7 +46,7 @@ pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest
         }
     };
     Ok(RunRequest {
-        payload,
+        payload: crate::payload::Payload::from_value(payload),
         source: Some(text("source")?.unwrap_or_else(|| "api".to_string())),
         trace_id: text("trace_id")?,
         environment: text("environment")?,
@@ -182,6 +182,7 @@ pub fn detail(app: &App, run_id: &str) -> Result<Resp, ApiError> {
         .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {run_id}")))?;
     let stages = app.store.stages(run_id).map_err(ApiError::internal)?;
     let mut out = json!(run);
+    out["payload"] = json!(run.payload);
     out["stages"] = json!(stages);
     Ok(json(StatusCode::OK, &out))
 }

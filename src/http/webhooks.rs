@@ -60,8 +60,39 @@ async fn accept_inner(
         cfg.request_timeout,
     )
     .await?;
-    let payload = body::json(&bytes)?;
-    let (source, alerts) = alerts::normalize(&payload, driver).map_err(|e| {
+    // Read the body as text and check its syntax without building a Value:
+    // a storm's group can be tens of MB.
+    let text = String::from_utf8(Vec::from(bytes)).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!(
+                "the body is not UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    body::check_json(&text)?;
+    // Route while reading: each alert is checked against every trigger and
+    // dropped, so a group of any size costs the memory of one alert.
+    let set = app.definitions.load();
+    let triggered: Vec<_> = set
+        .valid()
+        .filter(|d| d.trigger.is_some())
+        .cloned()
+        .collect();
+    let mut matched = vec![false; triggered.len()];
+    let (source, alert_count) = alerts::scan_text(&text, driver, |alert| {
+        for (i, d) in triggered.iter().enumerate() {
+            if !matched[i]
+                && d.trigger
+                    .as_ref()
+                    .is_some_and(|t| t.matches(&alert.source, &alert))
+            {
+                matched[i] = true;
+            }
+        }
+    })
+    .map_err(|e| {
         ApiError::bad_request(
             "invalid_payload",
             format!("cannot read the payload as alerts: {e}"),
@@ -70,23 +101,18 @@ async fn accept_inner(
     // A secret for the source (the path's driver, else the detected one)
     // makes its signature mandatory.
     if let Some(secret) = app.config.webhooks.secrets.get(&source) {
-        verify_signature(secret, &parts.headers, &bytes)?;
+        verify_signature(secret, &parts.headers, text.as_bytes())?;
     }
-    drop(bytes);
-
-    let set = app.definitions.load();
-    let mut targets: Vec<_> = set
-        .valid()
-        .filter(|d| {
-            d.trigger
-                .as_ref()
-                .is_some_and(|t| alerts.iter().any(|a| t.matches(&source, a)))
-        })
-        .cloned()
+    let mut targets: Vec<_> = triggered
+        .into_iter()
+        .zip(&matched)
+        .filter(|(_, m)| **m)
+        .map(|(d, _)| d)
         .collect();
     if targets.is_empty() && app.config.webhooks.default_route == DefaultRoute::Builtin {
         targets.push(builtin(app)?);
     }
+    let payload = crate::payload::Payload::from_json_text(text);
     let trace_id = parts
         .headers
         .get("x-trace-id")
@@ -111,7 +137,7 @@ async fn accept_inner(
     let definitions: Vec<&str> = records.iter().map(|r| r.definition.as_str()).collect();
     Ok(json(
         StatusCode::ACCEPTED,
-        &json!({"status": "accepted", "driver": source, "alerts": alerts.len(),
+        &json!({"status": "accepted", "driver": source, "alerts": alert_count,
                 "run_ids": run_ids, "definitions": definitions}),
     ))
 }

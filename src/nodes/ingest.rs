@@ -11,6 +11,9 @@ use crate::alerts::{self, Alert, AlertStatus, Severity};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// Alerts kept in the node's output; `alert_count` tells the whole number.
+pub const MAX_ALERTS_IN_OUTPUT: usize = 1000;
+
 pub struct IngestHandler;
 
 impl NodeHandler for IngestHandler {
@@ -55,68 +58,83 @@ struct Ingest {
 impl NodeExecutor for Ingest {
     fn execute<'a>(&'a self, ctx: &'a NodeContext<'a>) -> BoxFuture<'a, Result<Value, NodeError>> {
         Box::pin(async move {
-            if ctx.payload.is_null() {
+            let Some(text) = ctx.payload.text() else {
                 return Err(NodeError::invalid_input(
                     "this run has no payload to ingest (pass one with --payload, or remove the ingest node)",
                 ));
-            }
+            };
             // Unless configured, read the payload as the webhook that brought it.
             let driver = self
                 .driver
                 .as_deref()
                 .or(ctx.source.filter(|s| alerts::DRIVERS.contains(s)));
-            let (driver, alerts) = alerts::normalize(ctx.payload, driver)
+            let mut summary = Summary::default();
+            let (driver, count) = alerts::scan_text(text, driver, |a| summary.add(a))
                 .map_err(|e| NodeError::invalid_input(format!("cannot read the payload: {e}")))?;
-            Ok(output(ctx, &driver, &alerts))
+            Ok(summary.output(ctx, &driver, count))
         })
     }
 }
 
-fn output(ctx: &NodeContext<'_>, driver: &str, alerts: &[Alert]) -> Value {
-    let firing: Vec<&Alert> = alerts
-        .iter()
-        .filter(|a| a.status == AlertStatus::Firing)
-        .collect();
-    let severity = firing
-        .iter()
-        .map(|a| a.severity)
-        .max()
-        .unwrap_or(Severity::Info);
-    let status = if firing.is_empty() {
-        "resolved"
-    } else {
-        "open"
-    };
-    let title = match alerts {
-        [one] => match alerts::instance_of(one) {
-            Some(instance) => format!("{} on {instance}", one.name),
-            None => one.name.clone(),
-        },
-        many => format!("{} alerts: {}", many.len(), distinct_names(many)),
-    };
-    // A caller-supplied incident id wins; otherwise the run opens one.
-    let incident_id = ctx
-        .incident_id
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("inc-{}", ctx.run_id.to_ascii_lowercase()));
-    json!({
-        "driver": driver,
-        "alert_count": alerts.len(),
-        "firing_count": firing.len(),
-        "alerts": alerts,
-        "incident": {
-            "id": incident_id,
-            "title": title,
-            "severity": severity,
-            "status": status,
-        },
-        "incident_id": incident_id,
-    })
+/// What the node keeps of the alerts as they stream by: the first
+/// [`MAX_ALERTS_IN_OUTPUT`] in full, and counts over all of them.
+#[derive(Default)]
+struct Summary {
+    kept: Vec<Alert>,
+    firing: usize,
+    worst_firing: Option<Severity>,
+    names: std::collections::BTreeSet<String>,
 }
 
-fn distinct_names(alerts: &[Alert]) -> String {
-    let mut names: Vec<&str> = alerts.iter().map(|a| a.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    names.join(", ")
+/// Distinct alert names named in an incident title.
+const MAX_NAMES_IN_TITLE: usize = 10;
+
+impl Summary {
+    fn add(&mut self, alert: Alert) {
+        if alert.status == AlertStatus::Firing {
+            self.firing += 1;
+            self.worst_firing = self.worst_firing.max(Some(alert.severity));
+        }
+        if self.names.len() < MAX_NAMES_IN_TITLE {
+            self.names.insert(alert.name.clone());
+        }
+        if self.kept.len() < MAX_ALERTS_IN_OUTPUT {
+            self.kept.push(alert);
+        }
+    }
+
+    fn output(self, ctx: &NodeContext<'_>, driver: &str, count: usize) -> Value {
+        let severity = self.worst_firing.unwrap_or(Severity::Info);
+        let status = if self.firing == 0 { "resolved" } else { "open" };
+        let title = match self.kept.as_slice() {
+            [one] if count == 1 => match alerts::instance_of(one) {
+                Some(instance) => format!("{} on {instance}", one.name),
+                None => one.name.clone(),
+            },
+            _ => {
+                let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+                format!("{count} alerts: {}", names.join(", "))
+            }
+        };
+        // A caller-supplied incident id wins; otherwise the run opens one.
+        let incident_id = ctx
+            .incident_id
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("inc-{}", ctx.run_id.to_ascii_lowercase()));
+        json!({
+            "driver": driver,
+            "alert_count": count,
+            "firing_count": self.firing,
+            // A storm's group can hold thousands; the output keeps the first ones.
+            "alerts": self.kept,
+            "alerts_truncated": count > self.kept.len(),
+            "incident": {
+                "id": incident_id,
+                "title": title,
+                "severity": severity,
+                "status": status,
+            },
+            "incident_id": incident_id,
+        })
+    }
 }

@@ -18,6 +18,7 @@ pub mod transform;
 
 use crate::config::Config;
 use crate::host::HostSampler;
+use crate::payload::Payload;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -130,8 +131,8 @@ pub struct NodeContext<'a> {
     pub attempt: u32,
     pub source: Option<&'a str>,
     pub environment: Option<&'a str>,
-    /// The inbound payload (`null` for a scheduled or manual run without one).
-    pub payload: &'a Value,
+    /// The inbound payload (none for a scheduled or manual run without one).
+    pub payload: &'a Payload,
     pub incident_id: Option<&'a str>,
     /// Results of the nodes that ran before this one, in execution order.
     pub earlier: &'a [EarlierNode<'a>],

@@ -131,7 +131,7 @@ impl Transform {
             None => {
                 let (first, rest) = path.split_first()?;
                 let root = if first == "payload" {
-                    ctx.payload
+                    ctx.payload.value()
                 } else {
                     ctx.output(first)?
                 };

@@ -96,6 +96,7 @@ struct Inner {
     by_status: sled::Tree,
     by_definition: sled::Tree,
     queue: sled::Tree,
+    payloads: sled::Tree,
     run_count: AtomicU64,
     options: StoreOptions,
     path: PathBuf,
@@ -128,6 +129,7 @@ impl Store {
                 by_status: db.open_tree("runs_by_status")?,
                 by_definition: db.open_tree("runs_by_definition")?,
                 queue: db.open_tree("queue")?,
+                payloads: db.open_tree("payloads")?,
                 runs,
                 db,
                 run_count,
@@ -150,33 +152,56 @@ impl Store {
         let inner = &*self.inner;
         let bytes = encode(run)?;
         let old = inner.runs.insert(run.run_id.as_bytes(), bytes)?;
-        let old: Option<PipelineRun> = match old {
-            Some(bytes) => decode(&run.run_id, &bytes).ok(),
+        // Only the old status matters here; read just that field.
+        #[derive(serde::Deserialize)]
+        struct StatusOnly {
+            status: RunStatus,
+        }
+        let old_status = match &old {
+            Some(bytes) => decode::<StatusOnly>(&run.run_id, bytes)
+                .ok()
+                .map(|o| o.status),
             None => {
                 inner.run_count.fetch_add(1, Ordering::Relaxed);
+                if let Some(text) = run.payload.text() {
+                    inner
+                        .payloads
+                        .insert(run.run_id.as_bytes(), text.as_bytes())?;
+                }
+                inner
+                    .by_definition
+                    .insert(index_key(&run.definition, &run.run_id), &[])?;
                 None
             }
         };
-        let status_changed = old.as_ref().is_none_or(|o| o.status != run.status);
-        if status_changed {
-            if let Some(o) = &old {
+        if old_status != Some(run.status) {
+            if let Some(status) = old_status {
                 inner
                     .by_status
-                    .remove(index_key(o.status.as_str(), &o.run_id))?;
+                    .remove(index_key(status.as_str(), &run.run_id))?;
             }
             inner
                 .by_status
                 .insert(index_key(run.status.as_str(), &run.run_id), &[])?;
         }
-        if old.is_none() {
-            inner
-                .by_definition
-                .insert(index_key(&run.definition, &run.run_id), &[])?;
-        }
         Ok(())
     }
 
+    /// A run with its payload.
     pub fn get_run(&self, run_id: &str) -> Result<Option<PipelineRun>, StoreError> {
+        let Some(mut run) = self.get_record(run_id)? else {
+            return Ok(None);
+        };
+        if let Some(bytes) = self.inner.payloads.get(run_id.as_bytes())? {
+            run.payload = crate::payload::Payload::from_json_text(
+                String::from_utf8_lossy(&bytes).into_owned(),
+            );
+        }
+        Ok(Some(run))
+    }
+
+    /// A run without its payload.
+    fn get_record(&self, run_id: &str) -> Result<Option<PipelineRun>, StoreError> {
         match self.inner.runs.get(run_id.as_bytes())? {
             Some(bytes) => Ok(Some(decode(run_id, &bytes)?)),
             None => Ok(None),
@@ -230,7 +255,7 @@ impl Store {
             {
                 break; // everything after this is older still
             }
-            let Some(run) = self.get_run(&run_id)? else {
+            let Some(run) = self.get_record(&run_id)? else {
                 continue; // a stale index entry
             };
             if !matches(&run, query) {
@@ -257,6 +282,7 @@ impl Store {
             return Ok(false);
         };
         inner.run_count.fetch_sub(1, Ordering::Relaxed);
+        inner.payloads.remove(run_id.as_bytes())?;
         if let Ok(run) = decode::<PipelineRun>(run_id, &bytes) {
             inner
                 .by_status

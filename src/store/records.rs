@@ -2,6 +2,7 @@
 //! [`StageExecution`] per node attempt — the seed app's two tables.
 
 use crate::nodes::NodeError;
+use crate::payload::Payload;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -145,8 +146,11 @@ pub struct PipelineRun {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<u64>,
-    /// The inbound payload, as received.
-    pub payload: Value,
+    /// The inbound payload, as received. Stored apart from the record (it
+    /// can be large and the record is rewritten at every stage); listings
+    /// leave it empty.
+    #[serde(skip)]
+    pub payload: Payload,
 }
 
 impl PipelineRun {
