@@ -130,13 +130,15 @@ impl Queue {
             self.depth.fetch_sub(n, Ordering::AcqRel);
             return Err(e.into());
         }
-        let flushed = self.flush().await;
-        // Written either way: the workers run the jobs. Without the flush
-        // the caller is told they may not be durable, and may retry.
+        // Hand the jobs to the workers before waiting for the flush: if the
+        // caller goes away while it waits (a client hanging up drops the
+        // request), the written jobs must still run, not sit until restart.
         for run in runs {
             let _ = self.ready_tx.try_send(run.run_id.clone());
         }
         self.publish_depth();
+        // Without the flush the caller is told the jobs may not be durable.
+        let flushed = self.flush().await;
         if let Err(e) = &flushed {
             tracing::error!(error = %e, "queue: flush failed");
         }
