@@ -48,6 +48,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub webhooks: WebhooksConfig,
     pub rate_limit: Option<RateLimitConfig>,
+    pub host: HostConfig,
     pub store: StoreConfig,
     pub notify: NotifyConfig,
 }
@@ -137,6 +138,28 @@ pub enum DefaultRoute {
     None,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// How often the daemon samples the host in the background.
+    #[serde(with = "serde_human")]
+    pub sample_interval: Duration,
+    /// Directories whose programs `check` nodes may run as plugins.
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            sample_interval: Duration::from_secs(5),
+            plugin_dirs: vec![
+                PathBuf::from("/usr/lib/nagios/plugins"),
+                PathBuf::from("/usr/lib/monitoring-plugins"),
+            ],
+        }
+    }
+}
+
 /// Requests per second per client (token, or IP without one), with a burst.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +181,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             webhooks: WebhooksConfig::default(),
             rate_limit: None,
+            host: HostConfig::default(),
             store: StoreConfig::default(),
             notify: NotifyConfig::default(),
         }
@@ -290,6 +314,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.host.sample_interval < Duration::from_secs(1) {
+            return Err("host.sample_interval must be at least 1s".to_string());
+        }
         if self.queue.capacity == 0 {
             return Err("queue.capacity must be at least 1".to_string());
         }

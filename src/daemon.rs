@@ -73,7 +73,9 @@ pub async fn run(
     }
     let store = Store::open(&config.data_dir, StoreOptions::from(&config.store))?;
     let metrics = Arc::new(Metrics::new());
-    let handlers = HandlerRegistry::builtin(Arc::new(Services::new(config.clone())));
+    let services = Arc::new(Services::new(config.clone()));
+    let sampler = services.host.spawn_background(config.host.sample_interval);
+    let handlers = HandlerRegistry::builtin(services);
     let set = DefinitionSet::load_dir(&config.definitions_dir, &handlers)
         .map_err(DaemonError::Definitions)?;
     for (name, invalid) in set.invalid_files() {
@@ -146,6 +148,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let (_, ()) = tokio::join!(server, workers.finish(grace));
     pruner.abort();
+    sampler.abort();
     let _ = std::fs::remove_file(&address_file);
     store.flush_async().await?;
     tracing::info!(

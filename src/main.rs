@@ -78,6 +78,21 @@ enum Command {
     /// List or show recorded runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Sample this host now, run its checks, and print the host state and
+    /// the results.
+    ///
+    /// Exits as a monitoring plugin would: 0 OK, 1 WARNING, 2 CRITICAL,
+    /// 3 UNKNOWN — so herald itself can be used from cron or another monitor.
+    /// Without --definition: cpu, memory, disk, inodes, temperature, reboot
+    /// and raid with their default thresholds.
+    Check {
+        /// Use the checks of this definition's first `check` node.
+        #[arg(long, value_name = "NAME")]
+        definition: Option<String>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the loaded definitions and any invalid files.
     Definitions {
         /// Print JSON instead of a table.
@@ -199,7 +214,13 @@ fn init_logging(level: &str) {
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     let setup = Setup::new(&cli)?;
-    init_logging(&setup.config.log_level);
+    // `herald check` is for cron and other monitors: only problems on stderr.
+    let quiet = matches!(cli.command, Command::Check { .. }) && cli.log_level.is_none();
+    init_logging(if quiet {
+        "warn"
+    } else {
+        &setup.config.log_level
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -210,6 +231,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Validate { paths } => validate(setup, paths),
         Command::Runs(cmd) => runtime.block_on(runs(setup, cmd)),
         Command::Definitions { json } => definitions(setup, json),
+        Command::Check { definition, json } => runtime.block_on(check(setup, definition, json)),
     }
 }
 
@@ -517,6 +539,113 @@ fn node_note(node: &herald::engine::NodeResult) -> String {
             }
         }
     }
+}
+
+/// The checks `herald check` runs without --definition.
+const DEFAULT_HOST_CHECKS: &str = r#"{"version": "1", "nodes": [{"id": "check", "type": "check",
+  "config": {"checks": ["cpu", "memory", "disk", "inodes", "temperature", "reboot", "raid"]}}]}"#;
+
+async fn check(setup: Setup, definition: Option<String>, json: bool) -> Result<ExitCode> {
+    let services = Arc::new(Services::new(setup.config.clone()));
+    let host = services.host.clone();
+    let handlers = HandlerRegistry::builtin(services);
+    let checks = match &definition {
+        None => herald::definition::parse_definition(
+            "host-checks",
+            "<builtin>",
+            DEFAULT_HOST_CHECKS,
+            &handlers,
+        )
+        .map_err(|e| anyhow!("{e}"))?,
+        Some(name) => {
+            let set = setup.definitions(&handlers)?;
+            let def = find_definition(&set, name)?;
+            let node = def
+                .nodes
+                .iter()
+                .find(|n| n.node_type == "check")
+                .ok_or_else(|| anyhow!("definition `{name}` has no check node"))?;
+            let text = json!({"version": "1", "nodes": [{"id": "check", "type": "check", "config": node.config}]});
+            herald::definition::parse_definition(name, "<definition>", &text.to_string(), &handlers)
+                .map_err(|e| anyhow!("{e}"))?
+        }
+    };
+    let snapshot = host.sample().await;
+    let result = Engine::new(None)
+        .run(&checks, RunRequest::default())
+        .await?;
+    let output = &result.node_results["check"].output;
+    let status: herald::host::thresholds::CheckStatus =
+        serde_json::from_value(output["status"].clone())
+            .unwrap_or(herald::host::thresholds::CheckStatus::Unknown);
+    if json {
+        let host_state = herald::nodes::context::sections(
+            &snapshot,
+            &["cpu", "memory", "disk", "system"].map(String::from),
+            10,
+        );
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"host": host_state, "status": status, "checks": output["checks"]})
+            )?
+        );
+        return Ok(ExitCode::from(status.exit_code()));
+    }
+    use std::io::IsTerminal;
+    let colour = std::io::stdout().is_terminal();
+    let paint = |status: &str| -> String {
+        if !colour {
+            return status.to_string();
+        }
+        let code = match status {
+            "OK" => "32",
+            "WARNING" => "33",
+            "CRITICAL" => "31",
+            _ => "35",
+        };
+        format!("\x1b[{code}m{status}\x1b[0m")
+    };
+    let s = &snapshot;
+    println!(
+        "host     {} ({})",
+        s.system.hostname.as_deref().unwrap_or("?"),
+        s.system.os.as_deref().unwrap_or("?")
+    );
+    println!(
+        "cpu      {:.1}%  load {:.2} {:.2} {:.2}  {} cores",
+        s.cpu.usage_percent, s.cpu.load_1, s.cpu.load_5, s.cpu.load_15, s.cpu.logical_cores
+    );
+    println!(
+        "memory   {:.1}% of {:.1} GiB  swap {:.1}%",
+        s.memory.percent,
+        s.memory.total_bytes as f64 / 1073741824.0,
+        s.memory.swap_percent
+    );
+    for d in &s.disks {
+        println!(
+            "disk     {:<20} {:>5.1}% of {:.1} GiB  inodes {}",
+            d.mount,
+            d.percent,
+            d.total_bytes as f64 / 1073741824.0,
+            d.inodes_percent
+                .map_or("-".to_string(), |p| format!("{p:.1}%"))
+        );
+    }
+    println!();
+    println!("{:<22} {:<10} MESSAGE", "CHECK", "STATUS");
+    for c in output["checks"].as_array().into_iter().flatten() {
+        let st = c["status"].as_str().unwrap_or("UNKNOWN");
+        let padded = format!("{st:<10}");
+        println!(
+            "{:<22} {} {}",
+            c["name"].as_str().unwrap_or("?"),
+            paint(&padded),
+            c["message"].as_str().unwrap_or("")
+        );
+    }
+    println!("\noverall: {}", paint(status.as_str()));
+    Ok(ExitCode::from(status.exit_code()))
 }
 
 fn validate(setup: Setup, paths: Vec<PathBuf>) -> Result<ExitCode> {

@@ -7,6 +7,8 @@
 //! refresh; a cold sampler (a one-off `herald run`) waits sysinfo's minimum
 //! interval once.
 
+pub mod plugin;
+pub mod procfs;
 pub mod thresholds;
 
 use arc_swap::ArcSwapOption;
@@ -14,7 +16,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use sysinfo::{Disks, System};
+use sysinfo::{
+    Components, Disks, Networks, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users,
+};
 
 /// File systems that are not storage an operator fills up.
 const PSEUDO_FS: &[&str] = &[
@@ -51,6 +55,65 @@ pub struct HostSnapshot {
     pub cpu: CpuStats,
     pub memory: MemoryStats,
     pub disks: Vec<DiskStats>,
+    pub network: Vec<NetworkStats>,
+    pub processes: ProcessStats,
+    pub system: SystemInfo,
+    /// `None` when the host exposes no sensors.
+    pub temperatures: Option<Vec<Temperature>>,
+    pub ports: Vec<procfs::ListeningSocket>,
+    pub reboot: procfs::RebootStatus,
+    /// `None` when there is no `/proc/mdstat` (no md driver).
+    pub raid: Option<Vec<procfs::RaidArray>>,
+}
+
+/// Processes kept per ranking in a snapshot; nodes take their `top_n` of these.
+pub const TOP_PROCESSES: usize = 50;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkStats {
+    pub interface: String,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Since the previous sample; 0 on the first.
+    pub rx_bytes_per_sec: f64,
+    pub tx_bytes_per_sec: f64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub name: String,
+    pub user: Option<String>,
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessStats {
+    pub count: usize,
+    pub top_cpu: Vec<ProcessInfo>,
+    pub top_memory: Vec<ProcessInfo>,
+    /// Every process name, for process-must-run checks.
+    #[serde(skip)]
+    pub names: std::collections::BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemInfo {
+    pub hostname: Option<String>,
+    pub os: Option<String>,
+    pub kernel: Option<String>,
+    pub uptime_seconds: u64,
+    pub boot_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Temperature {
+    pub label: String,
+    pub celsius: f64,
+    pub critical: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +137,7 @@ pub struct MemoryStats {
     pub percent: f64,
     pub swap_total_bytes: u64,
     pub swap_used_bytes: u64,
+    pub swap_percent: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +148,9 @@ pub struct DiskStats {
     pub used_bytes: u64,
     pub available_bytes: u64,
     pub percent: f64,
+    pub inodes_total: Option<u64>,
+    pub inodes_used: Option<u64>,
+    pub inodes_percent: Option<f64>,
 }
 
 /// Takes host snapshots and shares the latest.
@@ -95,6 +162,9 @@ pub struct HostSampler {
 struct Sampling {
     system: System,
     disks: Disks,
+    networks: Networks,
+    components: Components,
+    users: Users,
     /// When the CPU counters were last refreshed (None: never).
     cpu_refreshed: Option<Instant>,
 }
@@ -111,6 +181,9 @@ impl HostSampler {
             system: Mutex::new(Sampling {
                 system: System::new(),
                 disks: Disks::new(),
+                networks: Networks::new(),
+                components: Components::new(),
+                users: Users::new(),
                 cpu_refreshed: None,
             }),
             latest: ArcSwapOption::empty(),
@@ -156,18 +229,46 @@ impl HostSampler {
             return snap;
         }
         let s = &mut *guard;
+        let first = s.cpu_refreshed.is_none();
         let since = s.cpu_refreshed.map(|t| t.elapsed());
+        let process_kind = ProcessRefreshKind::nothing()
+            .with_cpu()
+            .with_memory()
+            .with_user(UpdateKind::OnlyIfNotSet);
         if since.is_none_or(|d| d < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL) {
+            // CPU usage is a difference: take a first reading and wait.
             s.system.refresh_cpu_usage();
+            s.system
+                .refresh_processes_specifics(ProcessesToUpdate::All, true, process_kind);
+            s.networks.refresh(true);
             std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
         }
+        let elapsed = s
+            .cpu_refreshed
+            .map_or(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL, |t| t.elapsed())
+            .as_secs_f64()
+            .max(0.001);
         s.system.refresh_cpu_usage();
+        s.system
+            .refresh_processes_specifics(ProcessesToUpdate::All, true, process_kind);
         s.cpu_refreshed = Some(Instant::now());
         s.system.refresh_memory();
         s.disks.refresh(true);
         if s.disks.list().is_empty() {
             s.disks = Disks::new_with_refreshed_list();
         }
+        if first {
+            s.components = Components::new_with_refreshed_list();
+            s.users = Users::new_with_refreshed_list();
+        } else {
+            s.components.refresh(true);
+        }
+        s.networks.refresh(true);
+        let elapsed = if first {
+            sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.as_secs_f64()
+        } else {
+            elapsed
+        };
 
         let load = System::load_average();
         let per_core: Vec<f64> = s
@@ -178,6 +279,8 @@ impl HostSampler {
             .collect();
         let total = s.system.total_memory();
         let available = s.system.available_memory();
+        let swap_total = s.system.total_swap();
+        let swap_used = s.system.used_swap();
         let snapshot = HostSnapshot {
             taken_at: Utc::now(),
             cpu: CpuStats {
@@ -194,15 +297,112 @@ impl HostSampler {
                 used_bytes: total.saturating_sub(available),
                 available_bytes: available,
                 percent: percent(total.saturating_sub(available), total),
-                swap_total_bytes: s.system.total_swap(),
-                swap_used_bytes: s.system.used_swap(),
+                swap_total_bytes: swap_total,
+                swap_used_bytes: swap_used,
+                swap_percent: percent(swap_used, swap_total),
             },
             disks: disk_stats(&s.disks),
+            network: network_stats(&s.networks, elapsed),
+            processes: process_stats(&s.system, &s.users),
+            system: SystemInfo {
+                hostname: System::host_name(),
+                os: System::long_os_version(),
+                kernel: System::kernel_version(),
+                uptime_seconds: System::uptime(),
+                boot_time: DateTime::from_timestamp(System::boot_time() as i64, 0),
+            },
+            temperatures: temperatures(&s.components),
+            ports: procfs::listening_sockets(),
+            reboot: procfs::reboot_status(std::path::Path::new("/var/run")),
+            raid: std::fs::read_to_string("/proc/mdstat")
+                .ok()
+                .map(|t| procfs::parse_mdstat(&t)),
         };
         let snapshot = Arc::new(snapshot);
         self.latest.store(Some(snapshot.clone()));
         snapshot
     }
+
+    /// Samples every `interval` until the task is aborted, so that nodes
+    /// read a recent snapshot instead of sampling on the request path.
+    pub fn spawn_background(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                this.sample().await;
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+}
+
+fn network_stats(networks: &Networks, elapsed: f64) -> Vec<NetworkStats> {
+    let mut out: Vec<NetworkStats> = networks
+        .list()
+        .iter()
+        .map(|(name, data)| NetworkStats {
+            interface: name.clone(),
+            rx_bytes: data.total_received(),
+            tx_bytes: data.total_transmitted(),
+            rx_bytes_per_sec: round2(data.received() as f64 / elapsed),
+            tx_bytes_per_sec: round2(data.transmitted() as f64 / elapsed),
+            rx_errors: data.total_errors_on_received(),
+            tx_errors: data.total_errors_on_transmitted(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.interface.cmp(&b.interface));
+    out
+}
+
+fn process_stats(system: &System, users: &Users) -> ProcessStats {
+    let all: Vec<ProcessInfo> = system
+        .processes()
+        .iter()
+        .filter(|(_, p)| p.thread_kind().is_none())
+        .map(|(pid, p)| ProcessInfo {
+            pid: pid.as_u32(),
+            name: p.name().to_string_lossy().into_owned(),
+            user: p
+                .user_id()
+                .and_then(|uid| users.get_user_by_id(uid))
+                .map(|u| u.name().to_string()),
+            cpu_percent: round2(p.cpu_usage() as f64),
+            rss_bytes: p.memory(),
+        })
+        .collect();
+    let names = all.iter().map(|p| p.name.clone()).collect();
+    let mut by_cpu = all.clone();
+    by_cpu.sort_by(|a, b| {
+        b.cpu_percent
+            .total_cmp(&a.cpu_percent)
+            .then(a.pid.cmp(&b.pid))
+    });
+    by_cpu.truncate(TOP_PROCESSES);
+    let count = all.len();
+    let mut by_mem = all;
+    by_mem.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
+    by_mem.truncate(TOP_PROCESSES);
+    ProcessStats {
+        count,
+        top_cpu: by_cpu,
+        top_memory: by_mem,
+        names,
+    }
+}
+
+fn temperatures(components: &Components) -> Option<Vec<Temperature>> {
+    let list: Vec<Temperature> = components
+        .list()
+        .iter()
+        .filter_map(|c| {
+            Some(Temperature {
+                label: c.label().to_string(),
+                celsius: round2(c.temperature()? as f64),
+                critical: c.critical().map(|x| round2(x as f64)),
+            })
+        })
+        .collect();
+    (!list.is_empty()).then_some(list)
 }
 
 fn disk_stats(disks: &Disks) -> Vec<DiskStats> {
@@ -219,7 +419,11 @@ fn disk_stats(disks: &Disks) -> Vec<DiskStats> {
             }
             let available = d.available_space();
             let used = total.saturating_sub(available);
+            let inodes = procfs::inodes(&mount);
             Some(DiskStats {
+                inodes_total: inodes.map(|i| i.0),
+                inodes_used: inodes.map(|(t, f)| t.saturating_sub(f)),
+                inodes_percent: inodes.map(|(t, f)| percent(t.saturating_sub(f), t)),
                 mount,
                 fs_type,
                 total_bytes: total,

@@ -45,6 +45,15 @@ impl Threshold {
         warning: 80.0,
         critical: 95.0,
     };
+    pub const INODES: Threshold = Threshold {
+        warning: 80.0,
+        critical: 95.0,
+    };
+    /// CPU temperature, °C.
+    pub const TEMPERATURE: Threshold = Threshold {
+        warning: 80.0,
+        critical: 90.0,
+    };
 
     pub fn judge(&self, value: f64) -> CheckStatus {
         if value >= self.critical {
@@ -63,9 +72,24 @@ pub struct CheckResult {
     pub name: String,
     pub status: CheckStatus,
     pub value: Option<f64>,
-    pub warning: f64,
-    pub critical: f64,
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
     pub message: String,
+    /// Per-mount results, perfdata, missing processes… when there are any.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+}
+
+impl CheckStatus {
+    /// The exit code a monitoring plugin would use.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            CheckStatus::Ok => 0,
+            CheckStatus::Warning => 1,
+            CheckStatus::Critical => 2,
+            CheckStatus::Unknown => 3,
+        }
+    }
 }
 
 #[cfg(test)]

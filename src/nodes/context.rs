@@ -1,18 +1,37 @@
-//! `context`: this host's metrics, the sections chosen by `include`
-//! (`cpu`, `memory`, `disk`; all three by default). The seed app's
-//! `checker_names` is read as `include`.
+//! `context`: what an operator looks at first on this host, read from the
+//! sampler's latest snapshot (no sampling on the request path unless the node
+//! says `"fresh": true`).
+//!
+//! config: `include` — any of [`SECTIONS`] (default cpu, memory, disk; the
+//! seed app's `checker_names` is read the same); `top_n` processes per
+//! ranking (default 10, at most 50); `fresh`. A section this host cannot
+//! provide (no sensors, no md driver) is `null`, with the reason under
+//! `unavailable`.
 
 use super::config_reader as cfg;
 use super::{BoxFuture, ConfigIssue, NodeContext, NodeError, NodeExecutor, NodeHandler};
-use crate::host::HostSampler;
+use crate::host::{HostSampler, HostSnapshot, TOP_PROCESSES};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const SECTIONS: &[&str] = &["cpu", "memory", "disk"];
+pub const SECTIONS: &[&str] = &[
+    "cpu",
+    "memory",
+    "disk",
+    "network",
+    "processes",
+    "system",
+    "temperatures",
+    "ports",
+    "reboot",
+    "raid",
+];
+const DEFAULT_SECTIONS: &[&str] = &["cpu", "memory", "disk"];
 
-/// How old a shared snapshot may be before a node takes a new one.
-pub const MAX_SNAPSHOT_AGE: Duration = Duration::from_secs(5);
+/// How old a shared snapshot may be before a node takes a new one: two of
+/// the daemon's sampling intervals, so a node never waits on the sampler.
+pub const MAX_SNAPSHOT_AGE: Duration = Duration::from_secs(10);
 
 pub struct ContextHandler {
     host: Arc<HostSampler>,
@@ -26,20 +45,24 @@ impl ContextHandler {
 
 impl NodeHandler for ContextHandler {
     fn summary(&self) -> &'static str {
-        "gather this host's metrics (cpu, memory, disk)"
+        "gather this host's state (cpu, memory, disk, network, processes, …)"
     }
 
     fn build(&self, config: &Value) -> Result<Arc<dyn NodeExecutor>, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         let map = config.as_object().cloned().unwrap_or_default();
-        cfg::unknown_keys(&map, &["include", "checker_names"], &mut issues);
+        cfg::unknown_keys(
+            &map,
+            &["include", "checker_names", "top_n", "fresh"],
+            &mut issues,
+        );
         let key = if map.contains_key("include") {
             "include"
         } else {
             "checker_names"
         };
         let include = cfg::string_list(&map, key, &mut issues)
-            .unwrap_or_else(|| SECTIONS.iter().map(|s| s.to_string()).collect());
+            .unwrap_or_else(|| DEFAULT_SECTIONS.iter().map(|s| s.to_string()).collect());
         for (i, section) in include.iter().enumerate() {
             if !SECTIONS.contains(&section.as_str()) {
                 let hint = crate::definition::did_you_mean(section, SECTIONS)
@@ -54,12 +77,28 @@ impl NodeHandler for ContextHandler {
                 ));
             }
         }
+        let top_n = match map.get("top_n") {
+            None => 10,
+            Some(v) => match v.as_u64() {
+                Some(n) if (1..=TOP_PROCESSES as u64).contains(&n) => n as usize,
+                _ => {
+                    issues.push(ConfigIssue::new(
+                        "top_n",
+                        format!("must be a whole number from 1 to {TOP_PROCESSES}, found {v}"),
+                    ));
+                    10
+                }
+            },
+        };
+        let fresh = cfg::bool(&map, "fresh", &mut issues).unwrap_or(false);
         if !issues.is_empty() {
             return Err(issues);
         }
         Ok(Arc::new(Context {
             host: self.host.clone(),
             include,
+            top_n,
+            fresh,
         }))
     }
 }
@@ -67,24 +106,68 @@ impl NodeHandler for ContextHandler {
 struct Context {
     host: Arc<HostSampler>,
     include: Vec<String>,
+    top_n: usize,
+    fresh: bool,
 }
 
 impl NodeExecutor for Context {
     fn execute<'a>(&'a self, _ctx: &'a NodeContext<'a>) -> BoxFuture<'a, Result<Value, NodeError>> {
         Box::pin(async move {
-            let snap = self.host.snapshot(MAX_SNAPSHOT_AGE).await;
-            let mut out = Map::new();
-            out.insert("taken_at".into(), json!(snap.taken_at));
-            for section in &self.include {
-                let value = match section.as_str() {
-                    "cpu" => json!(snap.cpu),
-                    "memory" => json!(snap.memory),
-                    "disk" => json!({ "mounts": snap.disks }),
-                    _ => continue,
-                };
-                out.insert(section.clone(), value);
-            }
-            Ok(Value::Object(out))
+            let snap = if self.fresh {
+                self.host.sample().await
+            } else {
+                self.host.snapshot(MAX_SNAPSHOT_AGE).await
+            };
+            Ok(sections(&snap, &self.include, self.top_n))
         })
     }
+}
+
+/// The chosen sections of a snapshot as the node's output.
+pub fn sections(snap: &HostSnapshot, include: &[String], top_n: usize) -> Value {
+    let mut out = Map::new();
+    let mut unavailable = Map::new();
+    out.insert("taken_at".into(), json!(snap.taken_at));
+    for section in include {
+        let value = match section.as_str() {
+            "cpu" => json!(snap.cpu),
+            "memory" => json!(snap.memory),
+            "disk" => json!({ "mounts": snap.disks }),
+            "network" => json!({ "interfaces": snap.network }),
+            "processes" => json!({
+                "count": snap.processes.count,
+                "top_cpu": &snap.processes.top_cpu[..top_n.min(snap.processes.top_cpu.len())],
+                "top_memory": &snap.processes.top_memory[..top_n.min(snap.processes.top_memory.len())],
+            }),
+            "system" => json!(snap.system),
+            "temperatures" => match &snap.temperatures {
+                Some(t) => json!({ "sensors": t }),
+                None => {
+                    unavailable.insert(
+                        section.clone(),
+                        json!("this host exposes no temperature sensors"),
+                    );
+                    Value::Null
+                }
+            },
+            "ports" => json!({ "listening": snap.ports }),
+            "reboot" => json!(snap.reboot),
+            "raid" => match &snap.raid {
+                Some(arrays) => json!({ "arrays": arrays }),
+                None => {
+                    unavailable.insert(
+                        section.clone(),
+                        json!("no /proc/mdstat: the md RAID driver is not loaded"),
+                    );
+                    Value::Null
+                }
+            },
+            _ => continue,
+        };
+        out.insert(section.clone(), value);
+    }
+    if !unavailable.is_empty() {
+        out.insert("unavailable".into(), Value::Object(unavailable));
+    }
+    Value::Object(out)
 }

@@ -217,7 +217,10 @@ impl HandlerRegistry {
         );
         registry.register(
             "check",
-            Arc::new(check::CheckHandler::new(services.host.clone())),
+            Arc::new(check::CheckHandler::new(
+                services.host.clone(),
+                services.config.host.plugin_dirs.clone(),
+            )),
         );
         registry.register("intelligence", Arc::new(intelligence::IntelligenceHandler));
         registry.register("notify", Arc::new(notify::NotifyHandler::new(services)));

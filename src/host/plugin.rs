@@ -1,0 +1,220 @@
+//! Plugin checks in the Nagios / Monitoring Plugins convention: exit 0, 1,
+//! 2, 3 = OK, WARNING, CRITICAL, UNKNOWN; the first line of output is the
+//! message; perfdata after `|` is `label=value[unit];warn;crit;min;max`.
+//!
+//! A plugin runs only from a directory allowed in config.toml
+//! (`[host] plugin_dirs`), as argv (no shell), with a clean environment, a
+//! timeout that kills it, and a cap on the output it may produce.
+
+use super::thresholds::CheckStatus;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// Most output read from a plugin; the rest is dropped.
+pub const MAX_OUTPUT: usize = 64 * 1024;
+
+/// A validated plugin command.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginResult {
+    pub status: CheckStatus,
+    pub message: String,
+    pub perfdata: Vec<PerfValue>,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PerfValue {
+    pub label: String,
+    pub value: f64,
+    pub unit: String,
+    pub warning: Option<String>,
+    pub critical: Option<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Plugin {
+    /// Checks that `argv[0]` is an absolute path inside one of `allowed`
+    /// (after resolving `..` and links).
+    pub fn new(
+        argv: Vec<String>,
+        timeout: Duration,
+        allowed: &[PathBuf],
+    ) -> Result<Plugin, String> {
+        let Some(program) = argv.first() else {
+            return Err("`command` is empty; give the plugin's path and its arguments".to_string());
+        };
+        let path = Path::new(program);
+        if !path.is_absolute() {
+            return Err(format!("`{program}` must be an absolute path"));
+        }
+        let resolved = path
+            .canonicalize()
+            .map_err(|e| format!("`{program}` cannot be used: {e}"))?;
+        let inside = allowed
+            .iter()
+            .any(|dir| dir.canonicalize().is_ok_and(|d| resolved.starts_with(&d)));
+        if !inside {
+            let dirs: Vec<String> = allowed.iter().map(|d| d.display().to_string()).collect();
+            return Err(format!(
+                "`{program}` is not in a directory allowed by `[host] plugin_dirs` in config.toml ({})",
+                if dirs.is_empty() {
+                    "none set".to_string()
+                } else {
+                    dirs.join(", ")
+                }
+            ));
+        }
+        Ok(Plugin { argv, timeout })
+    }
+
+    /// Runs the plugin; never fails: a plugin that cannot run is UNKNOWN.
+    pub async fn run(&self) -> PluginResult {
+        let unknown = |message: String| PluginResult {
+            status: CheckStatus::Unknown,
+            message,
+            perfdata: Vec::new(),
+            exit_code: None,
+        };
+        let mut child = match tokio::process::Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LANG", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => return unknown(format!("cannot run {}: {e}", self.argv[0])),
+        };
+        let Some(stdout) = child.stdout.take() else {
+            return unknown("no output pipe".to_string());
+        };
+        let work = async {
+            let mut out = Vec::new();
+            let _ = stdout.take(MAX_OUTPUT as u64).read_to_end(&mut out).await;
+            let status = child.wait().await;
+            (out, status)
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => unknown(format!(
+                "timed out after {} and was killed",
+                crate::definition::duration::format_duration(self.timeout)
+            )),
+            Ok((_, Err(e))) => unknown(format!("cannot wait for the plugin: {e}")),
+            Ok((out, Ok(status))) => {
+                let (message, perfdata) = parse_output(&String::from_utf8_lossy(&out));
+                let code = status.code();
+                let status = match code {
+                    Some(0) => CheckStatus::Ok,
+                    Some(1) => CheckStatus::Warning,
+                    Some(2) => CheckStatus::Critical,
+                    _ => CheckStatus::Unknown,
+                };
+                PluginResult {
+                    status,
+                    message,
+                    perfdata,
+                    exit_code: code,
+                }
+            }
+        }
+    }
+}
+
+/// First line before `|` is the message; perfdata after it.
+pub fn parse_output(output: &str) -> (String, Vec<PerfValue>) {
+    let first = output.lines().next().unwrap_or_default();
+    let (message, perf) = match first.split_once('|') {
+        Some((m, p)) => (m.trim(), p),
+        None => (first.trim(), ""),
+    };
+    // Long output may carry more perfdata after a `|` on a later line.
+    let more = output
+        .lines()
+        .skip(1)
+        .find_map(|l| l.split_once('|').map(|(_, p)| p));
+    let perfdata = perf
+        .split_whitespace()
+        .chain(more.unwrap_or_default().split_whitespace())
+        .filter_map(parse_perf)
+        .collect();
+    (message.to_string(), perfdata)
+}
+
+fn parse_perf(item: &str) -> Option<PerfValue> {
+    let (label, rest) = item.split_once('=')?;
+    let mut parts = rest.split(';');
+    let raw = parts.next()?;
+    let number_end = raw
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(raw.len());
+    let value = raw[..number_end].parse().ok()?;
+    let opt = |s: Option<&str>| s.filter(|x| !x.is_empty()).map(str::to_string);
+    let warning = opt(parts.next());
+    let critical = opt(parts.next());
+    let min = parts.next().and_then(|x| x.parse().ok());
+    let max = parts.next().and_then(|x| x.parse().ok());
+    Some(PerfValue {
+        label: label.trim_matches('\'').to_string(),
+        value,
+        unit: raw[number_end..].to_string(),
+        warning,
+        critical,
+        min,
+        max,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_message_and_perfdata() {
+        let (m, p) = parse_output(
+            "DISK OK - free space: / 3326 MB (56%); | /=2643MB;5948;5958;0;5968 'inodes'=12%;80;90\nmore\n",
+        );
+        assert_eq!(m, "DISK OK - free space: / 3326 MB (56%);");
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].label, "/");
+        assert_eq!(p[0].value, 2643.0);
+        assert_eq!(p[0].unit, "MB");
+        assert_eq!(p[0].warning.as_deref(), Some("5948"));
+        assert_eq!(p[0].max, Some(5968.0));
+        assert_eq!(p[1].label, "inodes");
+        assert_eq!(p[1].unit, "%");
+    }
+
+    #[test]
+    fn refuses_commands_outside_the_allowed_dirs() {
+        let allowed = vec![PathBuf::from("/usr/lib/nagios/plugins")];
+        let err =
+            Plugin::new(vec!["/bin/sh".into()], Duration::from_secs(1), &allowed).unwrap_err();
+        assert!(err.contains("plugin_dirs"), "{err}");
+        let err = Plugin::new(vec!["sh".into()], Duration::from_secs(1), &allowed).unwrap_err();
+        assert!(err.contains("absolute"), "{err}");
+        let err = Plugin::new(vec![], Duration::from_secs(1), &allowed).unwrap_err();
+        assert!(err.contains("empty"), "{err}");
+        // `..` cannot climb out of an allowed dir.
+        let err = Plugin::new(
+            vec!["/usr/lib/../../bin/sh".into()],
+            Duration::from_secs(1),
+            &[PathBuf::from("/usr/lib")],
+        )
+        .unwrap_err();
+        assert!(err.contains("plugin_dirs"), "{err}");
+    }
+}

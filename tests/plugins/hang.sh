@@ -1,0 +1,3 @@
+#!/bin/sh
+sleep 30
+echo "never"

@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "TEST UNKNOWN - cannot tell"
+exit 3

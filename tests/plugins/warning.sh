@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "TEST WARNING - getting warm"
+exit 1

@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "TEST WEIRD"
+exit 7
