@@ -9,14 +9,26 @@ use herald::nodes::context::{SECTIONS, sections};
 use std::sync::Arc;
 
 fn context_sections(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let sampler = Arc::new(HostSampler::new());
     let snap = runtime.block_on(sampler.sample());
     let all: Vec<String> = SECTIONS.iter().map(|s| s.to_string()).collect();
-    let basic: Vec<String> = ["cpu", "memory", "disk"].iter().map(|s| s.to_string()).collect();
-    c.bench_function("context_all_sections", |b| b.iter(|| sections(&snap, &all, 10)));
-    c.bench_function("context_cpu_memory_disk", |b| b.iter(|| sections(&snap, &basic, 10)));
-    c.bench_function("sampler_one_sample", |b| b.iter(|| runtime.block_on(sampler.sample())));
+    let basic: Vec<String> = ["cpu", "memory", "disk"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    c.bench_function("context_all_sections", |b| {
+        b.iter(|| sections(&snap, &all, 10))
+    });
+    c.bench_function("context_cpu_memory_disk", |b| {
+        b.iter(|| sections(&snap, &basic, 10))
+    });
+    c.bench_function("sampler_one_sample", |b| {
+        b.iter(|| runtime.block_on(sampler.sample()))
+    });
 }
 
 criterion_group!(benches, context_sections);

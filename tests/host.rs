@@ -257,6 +257,7 @@ fn synthetic() -> HostSnapshot {
             failed_devices: vec![],
             progress_percent: Some(40.0),
         }]),
+        rendered: Default::default(),
     }
 }
 

@@ -64,6 +64,10 @@ pub struct HostSnapshot {
     pub reboot: procfs::RebootStatus,
     /// `None` when there is no `/proc/mdstat` (no md driver).
     pub raid: Option<Vec<procfs::RaidArray>>,
+    /// The `context` node's sections as JSON, built once per snapshot by
+    /// the first node that reads it (see `nodes::context`).
+    #[serde(skip)]
+    pub rendered: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Processes kept per ranking in a snapshot; nodes take their `top_n` of these.
@@ -317,9 +321,18 @@ impl HostSampler {
             raid: std::fs::read_to_string("/proc/mdstat")
                 .ok()
                 .map(|t| procfs::parse_mdstat(&t)),
+            rendered: std::sync::OnceLock::new(),
         };
         let snapshot = Arc::new(snapshot);
         self.latest.store(Some(snapshot.clone()));
+        drop(guard);
+        // Sampling allocates and frees a few MB (process tables, /proc
+        // reads); hand the freed pages back so an idle daemon stays small.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory; it is thread-safe.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         snapshot
     }
 

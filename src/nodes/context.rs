@@ -123,51 +123,77 @@ impl NodeExecutor for Context {
     }
 }
 
-/// The chosen sections of a snapshot as the node's output.
+/// Processes per ranking in the cached rendering; other `top_n` values are
+/// rendered on demand.
+const CACHED_TOP_N: usize = 10;
+
+/// The chosen sections of a snapshot as the node's output. Every section is
+/// rendered to JSON once per snapshot and cloned from then on.
 pub fn sections(snap: &HostSnapshot, include: &[String], top_n: usize) -> Value {
+    let rendered = snap.rendered.get_or_init(|| render_all(snap));
     let mut out = Map::new();
     let mut unavailable = Map::new();
     out.insert("taken_at".into(), json!(snap.taken_at));
     for section in include {
-        let value = match section.as_str() {
-            "cpu" => json!(snap.cpu),
-            "memory" => json!(snap.memory),
-            "disk" => json!({ "mounts": snap.disks }),
-            "network" => json!({ "interfaces": snap.network }),
-            "processes" => json!({
-                "count": snap.processes.count,
-                "top_cpu": &snap.processes.top_cpu[..top_n.min(snap.processes.top_cpu.len())],
-                "top_memory": &snap.processes.top_memory[..top_n.min(snap.processes.top_memory.len())],
-            }),
-            "system" => json!(snap.system),
-            "temperatures" => match &snap.temperatures {
-                Some(t) => json!({ "sensors": t }),
-                None => {
-                    unavailable.insert(
-                        section.clone(),
-                        json!("this host exposes no temperature sensors"),
-                    );
-                    Value::Null
-                }
-            },
-            "ports" => json!({ "listening": snap.ports }),
-            "reboot" => json!(snap.reboot),
-            "raid" => match &snap.raid {
-                Some(arrays) => json!({ "arrays": arrays }),
-                None => {
-                    unavailable.insert(
-                        section.clone(),
-                        json!("no /proc/mdstat: the md RAID driver is not loaded"),
-                    );
-                    Value::Null
-                }
-            },
-            _ => continue,
+        let value = if section == "processes" && top_n != CACHED_TOP_N {
+            processes(snap, top_n)
+        } else {
+            match rendered.get(section.as_str()) {
+                Some(v) => v.clone(),
+                None => continue,
+            }
         };
+        if value.is_null()
+            && let Some(reason) = unavailable_reason(section)
+        {
+            unavailable.insert(section.clone(), json!(reason));
+        }
         out.insert(section.clone(), value);
     }
     if !unavailable.is_empty() {
         out.insert("unavailable".into(), Value::Object(unavailable));
     }
     Value::Object(out)
+}
+
+fn unavailable_reason(section: &str) -> Option<&'static str> {
+    match section {
+        "temperatures" => Some("this host exposes no temperature sensors"),
+        "raid" => Some("no /proc/mdstat: the md RAID driver is not loaded"),
+        _ => None,
+    }
+}
+
+fn processes(snap: &HostSnapshot, top_n: usize) -> Value {
+    let p = &snap.processes;
+    json!({
+        "count": p.count,
+        "top_cpu": &p.top_cpu[..top_n.min(p.top_cpu.len())],
+        "top_memory": &p.top_memory[..top_n.min(p.top_memory.len())],
+    })
+}
+
+fn render_all(snap: &HostSnapshot) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("cpu".into(), json!(snap.cpu));
+    m.insert("memory".into(), json!(snap.memory));
+    m.insert("disk".into(), json!({ "mounts": snap.disks }));
+    m.insert("network".into(), json!({ "interfaces": snap.network }));
+    m.insert("processes".into(), processes(snap, CACHED_TOP_N));
+    m.insert("system".into(), json!(snap.system));
+    m.insert(
+        "temperatures".into(),
+        snap.temperatures
+            .as_ref()
+            .map_or(Value::Null, |t| json!({ "sensors": t })),
+    );
+    m.insert("ports".into(), json!({ "listening": snap.ports }));
+    m.insert("reboot".into(), json!(snap.reboot));
+    m.insert(
+        "raid".into(),
+        snap.raid
+            .as_ref()
+            .map_or(Value::Null, |a| json!({ "arrays": a })),
+    );
+    m
 }
