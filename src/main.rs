@@ -7,7 +7,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use herald::config::Config;
-use herald::definition::{BUILTIN_NAME, Definition, DefinitionSet, load_file};
+use herald::definition::{Definition, DefinitionSet, load_file};
 use herald::engine::{Engine, RunRequest, RunResult};
 use herald::nodes::{HandlerRegistry, Services};
 use herald::store::{PipelineRun, RunQuery, RunStatus, StageStatus, Store, StoreOptions};
@@ -696,31 +696,7 @@ fn definitions(setup: Setup, json: bool) -> Result<ExitCode> {
     let handlers = setup.handlers();
     let set = setup.definitions(&handlers)?;
     if json {
-        let mut items: Vec<Value> = set
-            .valid()
-            .map(|d| {
-                json!({
-                    "name": d.name,
-                    "description": d.description,
-                    "version": d.version,
-                    "version_hash": d.version_hash,
-                    "nodes": d.nodes.len(),
-                    "schedule": d.schedule,
-                    "trigger": d.trigger,
-                    "builtin": d.name == BUILTIN_NAME,
-                    "state": "ok",
-                    "errors": [],
-                })
-            })
-            .collect();
-        items.extend(set.invalid_files().map(|(name, inv)| {
-            json!({
-                "name": name,
-                "path": inv.path,
-                "state": "invalid",
-                "errors": inv.error.issues,
-            })
-        }));
+        let items = set.summaries();
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -862,8 +838,10 @@ async fn runs_via_daemon(client: &Client, cmd: RunsCommand) -> Result<ExitCode> 
             let stages: Vec<herald::store::StageExecution> =
                 serde_json::from_value(value["stages"].clone())
                     .context("the daemon's answer has no stages")?;
-            let run: PipelineRun =
+            let payload = serde_json::from_value(value["payload"].clone()).unwrap_or_default();
+            let mut run: PipelineRun =
                 serde_json::from_value(value).context("the daemon's answer is not a run")?;
+            run.payload = payload;
             print_run(&run, &stages, json)?;
             Ok(ExitCode::SUCCESS)
         }

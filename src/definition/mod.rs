@@ -49,6 +49,23 @@ impl Definition {
         self.nodes.iter().find(|n| n.id == id)
     }
 
+    /// Name, description, version, node count, schedule, trigger and state,
+    /// as listings show it.
+    pub fn summary(&self) -> Value {
+        serde_json::json!({
+            "name": self.name,
+            "description": self.description,
+            "version": self.version,
+            "version_hash": self.version_hash,
+            "nodes": self.nodes.len(),
+            "schedule": self.schedule,
+            "trigger": self.trigger,
+            "builtin": self.name == BUILTIN_NAME,
+            "state": "ok",
+            "errors": [],
+        })
+    }
+
     /// Node ids in execution order: the first node, then along `next`.
     pub fn chain(&self) -> Vec<&Node> {
         let mut out: Vec<&Node> = Vec::with_capacity(self.nodes.len());

@@ -93,6 +93,16 @@ impl DefinitionSet {
         self.invalid.iter().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// One JSON object per definition, valid and invalid: what
+    /// `herald definitions --json` and `GET /orchestration/definitions/` list.
+    pub fn summaries(&self) -> Vec<serde_json::Value> {
+        let mut items: Vec<serde_json::Value> = self.valid().map(|d| d.summary()).collect();
+        items.extend(self.invalid.iter().map(|(name, inv)| {
+            serde_json::json!({"name": name, "path": inv.path, "state": "invalid", "errors": inv.error.issues})
+        }));
+        items
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.valid
             .keys()

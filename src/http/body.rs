@@ -44,6 +44,19 @@ pub async fn read(
     }
 }
 
+/// An API request's body, within `max_body_bytes` and `request_timeout`.
+pub async fn read_api(app: &super::App, req: hyper::Request<Incoming>) -> Result<Bytes, ApiError> {
+    let (parts, incoming) = req.into_parts();
+    let cfg = &app.config.server;
+    read(
+        &parts.headers,
+        incoming,
+        cfg.max_body_bytes,
+        cfg.request_timeout,
+    )
+    .await
+}
+
 /// Parses JSON; the error names line and column.
 pub fn json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -3,35 +3,16 @@
 use super::pipelines::{engine_error, enqueue, run_request};
 use super::response::{ApiError, Resp, json};
 use super::{App, body, is_async};
-use crate::definition::{BUILTIN_NAME, Definition, parse_definition};
+use crate::definition::{Definition, parse_definition};
 use crate::engine::Engine;
 use crate::store::RunQuery;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 
-fn summary(d: &Definition) -> Value {
-    json!({
-        "name": d.name,
-        "description": d.description,
-        "version": d.version,
-        "version_hash": d.version_hash,
-        "nodes": d.nodes.len(),
-        "schedule": d.schedule,
-        "trigger": d.trigger,
-        "builtin": d.name == BUILTIN_NAME,
-        "state": "ok",
-        "errors": [],
-    })
-}
-
 pub fn list(app: &App) -> Resp {
-    let set = app.definitions.load();
-    let mut items: Vec<Value> = set.valid().map(|d| summary(d)).collect();
-    items.extend(set.invalid_files().map(|(name, inv)| {
-        json!({"name": name, "path": inv.path, "state": "invalid", "errors": inv.error.issues})
-    }));
+    let items = app.definitions.load().summaries();
     json(
         StatusCode::OK,
         &json!({"count": items.len(), "results": items}),
@@ -62,7 +43,7 @@ pub fn detail(app: &App, name: &str) -> Result<Resp, ApiError> {
             .map_err(ApiError::internal)
     };
     if let Some(d) = set.get(name) {
-        let mut out = summary(&d);
+        let mut out = d.summary();
         out["definition"] = d.document.clone();
         out["recent_runs"] = json!(runs(name)?);
         return Ok(json(StatusCode::OK, &out));
@@ -78,15 +59,7 @@ pub fn detail(app: &App, name: &str) -> Result<Resp, ApiError> {
 }
 
 pub async fn validate(app: &App, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let (parts, incoming) = req.into_parts();
-    let cfg = &app.config.server;
-    let bytes = body::read(
-        &parts.headers,
-        incoming,
-        cfg.max_body_bytes,
-        cfg.request_timeout,
-    )
-    .await?;
+    let bytes = body::read_api(app, req).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         let set = app.definitions.load();
         if set.get(name).is_some() {

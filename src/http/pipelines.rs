@@ -13,15 +13,7 @@ use std::sync::Arc;
 
 /// Reads `{payload, source?, trace_id?, environment?, incident_id?}`.
 pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest, ApiError> {
-    let (parts, incoming) = req.into_parts();
-    let cfg = &app.config.server;
-    let bytes = body::read(
-        &parts.headers,
-        incoming,
-        cfg.max_body_bytes,
-        cfg.request_timeout,
-    )
-    .await?;
+    let bytes = body::read_api(app, req).await?;
     let value = body::json(&bytes)?;
     let Value::Object(mut map) = value else {
         return Err(ApiError::bad_request(
