@@ -15,6 +15,7 @@ use crate::http::{self, App};
 use crate::metrics::Metrics;
 use crate::nodes::{HandlerRegistry, Services};
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::watch::Reloader;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -76,17 +77,27 @@ pub async fn run(
     let services = Arc::new(Services::new(config.clone()));
     let sampler = services.host.spawn_background(config.host.sample_interval);
     let handlers = HandlerRegistry::builtin(services);
-    let set = DefinitionSet::load_dir(&config.definitions_dir, &handlers)
-        .map_err(DaemonError::Definitions)?;
-    for (name, invalid) in set.invalid_files() {
-        tracing::error!(
-            definition = name,
-            "invalid definition, not loaded:\n{}",
-            invalid.error
-        );
-    }
-    metrics.set_definitions(set.valid().count(), set.invalid_files().count());
-    let definitions: SharedDefinitions = Arc::new(arc_swap::ArcSwap::from_pointee(set));
+    let definitions: SharedDefinitions = Arc::new(arc_swap::ArcSwap::from_pointee(
+        DefinitionSet::with_builtin(&handlers),
+    ));
+    let reloader = Arc::new(Reloader::new(
+        config.definitions_dir.clone(),
+        handlers.clone(),
+        definitions.clone(),
+        metrics.clone(),
+    ));
+    reloader.rescan().map_err(DaemonError::Definitions)?;
+    metrics.set_definitions(
+        definitions.load().valid().count(),
+        definitions.load().invalid_files().count(),
+    );
+    let watcher = match reloader.watch() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, dir = %config.definitions_dir.display(), "cannot watch the definitions directory; use SIGHUP or POST /orchestration/definitions/reload/");
+            None
+        }
+    };
 
     let engine = Engine::new(Some(store.clone())).with_metrics(metrics.clone());
     let queue = Queue::open(store.clone(), config.queue.capacity, metrics.clone())?;
@@ -116,7 +127,7 @@ pub async fn run(
         engine,
         queue.clone(),
         definitions.clone(),
-        handlers,
+        reloader.clone(),
         metrics,
     ));
     let grace = config.server.shutdown_grace;
@@ -143,7 +154,37 @@ pub async fn run(
         "herald started"
     );
 
+    // SIGHUP forces a full rescan of the definitions.
+    let hangups = {
+        let reloader = reloader.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let r = reloader.clone();
+                match tokio::task::spawn_blocking(move || r.rescan()).await {
+                    Ok(Ok(report)) => tracing::info!(
+                        loaded = ?report.loaded,
+                        unchanged = report.unchanged.len(),
+                        invalid = ?report.invalid.iter().map(|i| &i.name).collect::<Vec<_>>(),
+                        removed = ?report.removed,
+                        "SIGHUP: definitions rescanned"
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "SIGHUP: cannot rescan the definitions")
+                    }
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+
     shutdown.await;
+    hangups.abort();
+    drop(watcher);
     tracing::info!("shutting down: no new requests; finishing what is running");
     let _ = stop_tx.send(true);
     let (_, ()) = tokio::join!(server, workers.finish(grace));

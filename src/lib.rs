@@ -37,3 +37,4 @@ pub mod metrics;
 pub mod nodes;
 pub mod payload;
 pub mod store;
+pub mod watch;

@@ -11,7 +11,7 @@ pub mod duration;
 mod error;
 mod locate;
 mod parse;
-mod set;
+pub mod set;
 
 pub use builtin::{BUILTIN_NAME, builtin_definition};
 pub use condition::Condition;

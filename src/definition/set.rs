@@ -38,7 +38,13 @@ impl DefinitionSet {
         })?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                    && p.is_file()
+            })
             .collect();
         paths.sort();
         for path in paths {
@@ -95,20 +101,65 @@ impl DefinitionSet {
 
     /// One JSON object per definition, valid and invalid: what
     /// `herald definitions --json` and `GET /orchestration/definitions/` list.
+    /// A file that broke after it loaded is `invalid`, with the version that
+    /// keeps running.
     pub fn summaries(&self) -> Vec<serde_json::Value> {
-        let mut items: Vec<serde_json::Value> = self.valid().map(|d| d.summary()).collect();
-        items.extend(self.invalid.iter().map(|(name, inv)| {
-            serde_json::json!({"name": name, "path": inv.path, "state": "invalid", "errors": inv.error.issues})
-        }));
+        let mut items: Vec<serde_json::Value> = self
+            .valid()
+            .map(|d| {
+                let mut item = d.summary();
+                if d.name != BUILTIN_NAME
+                    && let Some(inv) = self.invalid.get(&d.name)
+                {
+                    item["state"] = serde_json::json!("invalid");
+                    item["errors"] = serde_json::json!(inv.error.issues);
+                    item["running_version"] = serde_json::json!(d.version_hash);
+                }
+                item
+            })
+            .collect();
+        items.extend(
+            self.invalid
+                .iter()
+                .filter(|(name, _)| !self.valid.contains_key(*name) || *name == BUILTIN_NAME)
+                .map(|(name, inv)| {
+                    serde_json::json!({"name": name, "path": inv.path, "state": "invalid", "errors": inv.error.issues})
+                }),
+        );
         items
     }
 
     pub fn names(&self) -> Vec<&str> {
-        self.valid
+        let mut names: Vec<&str> = self
+            .valid
             .keys()
             .chain(self.invalid.keys())
             .map(String::as_str)
-            .collect()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// A file that loaded: it replaces any earlier version and error.
+    pub fn set_valid(&mut self, definition: Definition) {
+        self.invalid.remove(&definition.name);
+        self.valid
+            .insert(definition.name.clone(), Arc::new(definition));
+    }
+
+    /// A file that did not load: recorded, while the last good version (if
+    /// any) keeps running.
+    pub fn set_invalid(&mut self, name: &str, invalid: Invalid) {
+        self.invalid.insert(name.to_string(), invalid);
+    }
+
+    /// A file that is gone. The built-in cannot be removed.
+    pub fn remove(&mut self, name: &str) {
+        if name != BUILTIN_NAME {
+            self.valid.remove(name);
+        }
+        self.invalid.remove(name);
     }
 }
 

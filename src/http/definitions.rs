@@ -122,3 +122,13 @@ pub async fn execute(app: &App, name: &str, req: Request<Incoming>) -> Result<Re
         .map_err(engine_error)?;
     Ok(json(StatusCode::OK, &json!(result)))
 }
+
+/// A full rescan of the definitions directory, answered file by file.
+pub async fn reload(app: &App) -> Result<Resp, ApiError> {
+    let reloader = app.reloader.clone();
+    let report = tokio::task::spawn_blocking(move || reloader.rescan())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(json(StatusCode::OK, &json!(report)))
+}

@@ -26,6 +26,7 @@ use crate::engine::queue::Queue;
 use crate::metrics::Metrics;
 use crate::nodes::HandlerRegistry;
 use crate::store::Store;
+use crate::watch::Reloader;
 use auth::{RateLimiter, Tokens};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -49,6 +50,7 @@ pub struct App {
     pub queue: Arc<Queue>,
     pub definitions: SharedDefinitions,
     pub handlers: HandlerRegistry,
+    pub reloader: Arc<Reloader>,
     pub metrics: Arc<Metrics>,
     tokens: Tokens,
     limiter: Option<RateLimiter>,
@@ -63,7 +65,7 @@ impl App {
         engine: Engine,
         queue: Arc<Queue>,
         definitions: SharedDefinitions,
-        handlers: HandlerRegistry,
+        reloader: Arc<Reloader>,
         metrics: Arc<Metrics>,
     ) -> Self {
         App {
@@ -74,7 +76,8 @@ impl App {
             engine,
             queue,
             definitions,
-            handlers,
+            handlers: reloader.handlers().clone(),
+            reloader,
             metrics,
         }
     }
@@ -208,6 +211,7 @@ async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Res
         Route::RunDetail(id) => pipelines::detail(app, &id),
         Route::RunResume(id) => pipelines::resume(app, &id, req).await,
         Route::DefinitionList => Ok(definitions::list(app)),
+        Route::DefinitionReload => definitions::reload(app).await,
         Route::DefinitionDetail(name) => definitions::detail(app, &name),
         Route::DefinitionValidate(name) => definitions::validate(app, &name, req).await,
         Route::DefinitionExecute(name) => definitions::execute(app, &name, req).await,

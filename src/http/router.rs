@@ -17,6 +17,7 @@ pub enum Route {
     RunDetail(String),
     RunResume(String),
     DefinitionList,
+    DefinitionReload,
     DefinitionDetail(String),
     DefinitionValidate(String),
     DefinitionExecute(String),
@@ -43,6 +44,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/orchestration/pipeline/{run_id}/", &["get"]),
     ("/orchestration/pipeline/{run_id}/resume/", &["post"]),
     ("/orchestration/definitions/", &["get"]),
+    ("/orchestration/definitions/reload/", &["post"]),
     ("/orchestration/definitions/{name}/", &["get"]),
     ("/orchestration/definitions/{name}/validate/", &["post"]),
     ("/orchestration/definitions/{name}/execute/", &["post"]),
@@ -104,6 +106,10 @@ pub fn route(method: &Method, path: &str) -> Result<(Route, &'static str), Miss>
             "/orchestration/definitions/",
             "GET",
         ),
+        ["orchestration", "definitions", "reload"] if post => Ok((
+            Route::DefinitionReload,
+            "/orchestration/definitions/reload/",
+        )),
         ["orchestration", "definitions", name] => one(
             get,
             Route::DefinitionDetail(name.to_string()),

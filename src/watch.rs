@@ -1,0 +1,232 @@
+//! Following the definitions directory: every change — a new file, an edit,
+//! an editor's write-then-rename, a delete, a `mv` into the directory, a
+//! Kubernetes ConfigMap's `..data` symlink swap — leads to one rescan.
+//!
+//! A rescan reads every `*.json` file (through symlinks), compares its
+//! contents with what was loaded, and parses only what changed. A file that
+//! no longer validates is reported and its previous good version keeps
+//! running; a deleted file's definition is removed; an unchanged file
+//! changes nothing. The new set replaces the old one in a single atomic swap,
+//! so a run never sees half a reload and runs in flight finish on the version
+//! they started with.
+
+use crate::definition::{BUILTIN_NAME, DefinitionSet, Invalid, SharedDefinitions, load_file};
+use crate::metrics::Metrics;
+use crate::nodes::HandlerRegistry;
+use notify::{RecursiveMode, Watcher};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Quiet time after the last file event before rescanning: editors write a
+/// file in several steps.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// What a rescan did, file by file.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ReloadReport {
+    pub loaded: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub invalid: Vec<InvalidFile>,
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InvalidFile {
+    pub name: String,
+    pub path: PathBuf,
+    /// The earlier version that keeps running, if there is one.
+    pub running_version: Option<String>,
+    pub errors: Vec<crate::definition::Issue>,
+}
+
+impl ReloadReport {
+    pub fn changed(&self) -> bool {
+        !(self.loaded.is_empty() && self.invalid.is_empty() && self.removed.is_empty())
+    }
+}
+
+/// Rescans the definitions directory into the shared set.
+pub struct Reloader {
+    dir: PathBuf,
+    handlers: HandlerRegistry,
+    shared: SharedDefinitions,
+    metrics: Arc<Metrics>,
+    /// Content hash of each file as last read, by definition name.
+    seen: Mutex<HashMap<String, [u8; 32]>>,
+}
+
+impl Reloader {
+    pub fn new(
+        dir: PathBuf,
+        handlers: HandlerRegistry,
+        shared: SharedDefinitions,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Reloader {
+            dir,
+            handlers,
+            shared,
+            metrics,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn handlers(&self) -> &HandlerRegistry {
+        &self.handlers
+    }
+
+    /// Reads the directory and applies what changed. Fails only when the
+    /// directory cannot be read; the loaded set is then left as it was.
+    pub fn rescan(&self) -> Result<ReloadReport, std::io::Error> {
+        let mut seen = match self.seen.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let files = json_files(&self.dir)?;
+        let current = self.shared.load_full();
+        let mut next: DefinitionSet = (*current).clone();
+        let mut report = ReloadReport::default();
+        let mut present = Vec::new();
+        for path in files {
+            let name = crate::definition::set::definition_name(&path);
+            present.push(name.clone());
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue; // vanished between listing and reading: the next event rescans
+            };
+            let hash: [u8; 32] = Sha256::digest(&bytes).into();
+            if seen.get(&name) == Some(&hash) {
+                report.unchanged.push(name);
+                continue;
+            }
+            seen.insert(name.clone(), hash);
+            match load_file(&path, &self.handlers) {
+                Ok(def) => {
+                    tracing::info!(definition = %name, version = %def.version_hash, "definition loaded");
+                    report.loaded.push(name);
+                    next.set_valid(def);
+                }
+                Err(error) => {
+                    let running = next
+                        .get(&name)
+                        .filter(|_| name != BUILTIN_NAME)
+                        .map(|d| d.version_hash.clone());
+                    tracing::error!(
+                        definition = %name,
+                        running_version = running.as_deref().unwrap_or("none"),
+                        "invalid definition; {}:\n{error}",
+                        if running.is_some() { "the previous version keeps running" } else { "not loaded" }
+                    );
+                    report.invalid.push(InvalidFile {
+                        name: name.clone(),
+                        path: path.clone(),
+                        running_version: running,
+                        errors: error.issues.clone(),
+                    });
+                    next.set_invalid(&name, Invalid { path, error });
+                }
+            }
+        }
+        let gone: Vec<String> = seen
+            .keys()
+            .filter(|n| !present.contains(n))
+            .cloned()
+            .collect();
+        for name in gone {
+            seen.remove(&name);
+            tracing::info!(definition = %name, "definition removed");
+            next.remove(&name);
+            report.removed.push(name);
+        }
+        if report.changed() {
+            self.metrics
+                .set_definitions(next.valid().count(), next.invalid_files().count());
+            self.shared.store(Arc::new(next));
+        }
+        report.loaded.sort();
+        report.unchanged.sort();
+        report.removed.sort();
+        Ok(report)
+    }
+
+    /// Rescans on every change under the directory (debounced), until the
+    /// returned handle is dropped.
+    pub fn watch(self: &Arc<Self>) -> Result<WatchHandle, notify::Error> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = tx.send(());
+                }
+            })?;
+        watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
+        // The directory may itself be a symlink that gets swapped: watch
+        // its parent too (any event there only costs a cheap rescan).
+        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+        }
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Wait for a quiet moment: drain events until none for DEBOUNCE.
+                loop {
+                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                let reloader = this.clone();
+                match tokio::task::spawn_blocking(move || reloader.rescan()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot rescan the definitions directory")
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(WatchHandle {
+            _watcher: watcher,
+            task,
+        })
+    }
+}
+
+/// Keeps the watcher alive; dropping it stops watching.
+pub struct WatchHandle {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Every `*.json` regular file (through symlinks) directly in `dir`, except
+/// hidden ones (editors' temp files, ConfigMap's `..data` entries).
+fn json_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot read definitions directory {}: {e}", dir.display()),
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                && std::fs::metadata(p).is_ok_and(|m| m.is_file())
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,228 @@
+//! Hot reload of the definitions directory against the real daemon: create,
+//! break (the previous version keeps running), fix, delete, an editor's
+//! rename-over, a Kubernetes ConfigMap symlink swap, the reload endpoint and
+//! SIGHUP, and idempotence.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::daemon::{Daemon, Workspace};
+
+fn def(value: &str) -> Value {
+    json!({"version": "1", "nodes": [{"id": "t", "type": "transform", "config": {"mapping": {"v": {"literal": value}}}}]})
+}
+
+async fn get(d: &Daemon, path: &str) -> (u16, Value) {
+    let r = reqwest::get(d.url(path)).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn execute(d: &Daemon, name: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(d.url(&format!("/orchestration/definitions/{name}/execute/")))
+        .json(&json!({"payload": {}}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn listed(d: &Daemon, name: &str) -> Option<Value> {
+    let (_, list) = get(d, "/orchestration/definitions/").await;
+    list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .cloned()
+}
+
+/// Polls until `f` holds (the watcher acts within ~100 ms; the bound is loose
+/// for slow machines, not a timing assertion).
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn value_of(d: &Daemon, name: &str) -> Option<String> {
+    let (code, r) = execute(d, name).await;
+    (code == 200).then(|| {
+        r["node_results"]["t"]["output"]["v"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
+#[tokio::test]
+async fn create_break_fix_delete() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    let dir = ws.dir.path().join("definitions");
+
+    ws.definition("live", &def("one"));
+    eventually("a new file is loaded", || async {
+        value_of(&d, "live").await.as_deref() == Some("one")
+    })
+    .await;
+    let first_hash = listed(&d, "live").await.unwrap()["version_hash"].clone();
+
+    std::fs::write(dir.join("live.json"), "{\"version\": \"1\", \"nodes\": [ ").unwrap();
+    eventually("the broken file is reported", || async {
+        listed(&d, "live")
+            .await
+            .is_some_and(|i| i["state"] == "invalid")
+    })
+    .await;
+    let item = listed(&d, "live").await.unwrap();
+    assert_eq!(item["running_version"], first_hash, "{item:#}");
+    assert!(
+        item["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON"),
+        "{item:#}"
+    );
+    assert_eq!(
+        value_of(&d, "live").await.as_deref(),
+        Some("one"),
+        "the previous good version keeps running"
+    );
+    assert!(
+        d.log().contains("the previous version keeps running"),
+        "{}",
+        d.log()
+    );
+
+    ws.definition("live", &def("two"));
+    eventually("the fixed file is loaded", || async {
+        value_of(&d, "live").await.as_deref() == Some("two")
+    })
+    .await;
+    let item = listed(&d, "live").await.unwrap();
+    assert_eq!(item["state"], "ok");
+    assert_ne!(item["version_hash"], first_hash);
+
+    std::fs::remove_file(dir.join("live.json")).unwrap();
+    eventually("a deleted file is gone", || async {
+        execute(&d, "live").await.0 == 404
+    })
+    .await;
+    assert!(listed(&d, "live").await.is_none());
+}
+
+#[tokio::test]
+async fn editor_saves_and_moves_into_the_directory() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    let dir = ws.dir.path().join("definitions");
+    // Write a temp file, then rename it over the target (vim, VS Code…).
+    std::fs::write(dir.join(".saved.json.swp"), def("tmp").to_string()).unwrap();
+    std::fs::rename(dir.join(".saved.json.swp"), dir.join("saved.json")).unwrap();
+    eventually("a renamed-over file is loaded", || async {
+        value_of(&d, "saved").await.as_deref() == Some("tmp")
+    })
+    .await;
+    // `mv` of a whole file from elsewhere.
+    let outside = ws.dir.path().join("moved.json");
+    std::fs::write(&outside, def("moved").to_string()).unwrap();
+    std::fs::rename(&outside, dir.join("moved.json")).unwrap();
+    eventually("a moved-in file is loaded", || async {
+        value_of(&d, "moved").await.as_deref() == Some("moved")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn configmap_style_symlink_swap() {
+    let ws = Workspace::new("");
+    let dir = ws.dir.path().join("definitions");
+    // ..v1/app.json, ..data -> ..v1, app.json -> ..data/app.json
+    std::fs::create_dir(dir.join("..v1")).unwrap();
+    std::fs::write(dir.join("..v1/app.json"), def("v1").to_string()).unwrap();
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/app.json", dir.join("app.json")).unwrap();
+    let d = ws.start();
+    assert_eq!(value_of(&d, "app").await.as_deref(), Some("v1"));
+    // Kubernetes writes ..v2, points ..data_tmp at it, renames it over ..data.
+    std::fs::create_dir(dir.join("..v2")).unwrap();
+    std::fs::write(dir.join("..v2/app.json"), def("v2").to_string()).unwrap();
+    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    eventually("the swapped version is loaded", || async {
+        value_of(&d, "app").await.as_deref() == Some("v2")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reload_endpoint_sighup_and_idempotence() {
+    let ws = Workspace::new("");
+    ws.definition("steady", &def("same"));
+    let d = ws.start();
+    let r: Value = reqwest::Client::new()
+        .post(d.url("/orchestration/definitions/reload/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["unchanged"], json!(["steady"]), "{r:#}");
+    assert_eq!(r["loaded"], json!([]));
+    // Re-saving the same content changes nothing and starts nothing.
+    ws.definition("steady", &def("same"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        d.log().matches("definition loaded").count(),
+        1,
+        "{}",
+        d.log()
+    );
+    // A broken new file: the endpoint says so.
+    std::fs::write(ws.dir.path().join("definitions/bad.json"), "[]").unwrap();
+    let r: Value = reqwest::Client::new()
+        .post(d.url("/orchestration/definitions/reload/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bad_reported = r["invalid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["name"] == "bad")
+        || listed(&d, "bad")
+            .await
+            .is_some_and(|i| i["state"] == "invalid");
+    assert!(bad_reported, "{r:#}");
+    d.signal("HUP");
+    let log = || d.log();
+    eventually("SIGHUP rescans", || async {
+        log().contains("SIGHUP: definitions rescanned")
+    })
+    .await;
+    let (_, metrics) = (
+        200,
+        reqwest::get(d.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        metrics.contains("herald_definitions_invalid 1"),
+        "{metrics}"
+    );
+}
