@@ -14,6 +14,7 @@ use crate::engine::queue::Queue;
 use crate::http::{self, App};
 use crate::metrics::Metrics;
 use crate::nodes::{HandlerRegistry, Services};
+use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::watch::Reloader;
 use serde::{Deserialize, Serialize};
@@ -120,6 +121,13 @@ pub async fn run(
         stop_rx.clone(),
     );
     let pruner = crate::store::spawn_pruner(store.clone());
+    let scheduler = Arc::new(Scheduler::new(
+        definitions.clone(),
+        engine.clone(),
+        store.clone(),
+        metrics.clone(),
+    ));
+    let timers = scheduler.spawn(stop_rx.clone());
     let app = Arc::new(App::new(
         config.clone(),
         &tokens,
@@ -128,6 +136,7 @@ pub async fn run(
         queue.clone(),
         definitions.clone(),
         reloader.clone(),
+        scheduler,
         metrics,
     ));
     let grace = config.server.shutdown_grace;
@@ -187,7 +196,7 @@ pub async fn run(
     drop(watcher);
     tracing::info!("shutting down: no new requests; finishing what is running");
     let _ = stop_tx.send(true);
-    let (_, ()) = tokio::join!(server, workers.finish(grace));
+    let (_, (), _) = tokio::join!(server, workers.finish(grace), timers);
     pruner.abort();
     sampler.abort();
     let _ = std::fs::remove_file(&address_file);

@@ -36,5 +36,6 @@ pub mod http;
 pub mod metrics;
 pub mod nodes;
 pub mod payload;
+pub mod scheduler;
 pub mod store;
 pub mod watch;

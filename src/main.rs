@@ -230,7 +230,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => runtime.block_on(run(setup, args)),
         Command::Validate { paths } => validate(setup, paths),
         Command::Runs(cmd) => runtime.block_on(runs(setup, cmd)),
-        Command::Definitions { json } => definitions(setup, json),
+        Command::Definitions { json } => runtime.block_on(definitions(setup, json)),
         Command::Check { definition, json } => runtime.block_on(check(setup, definition, json)),
     }
 }
@@ -692,45 +692,70 @@ fn validate(setup: Setup, paths: Vec<PathBuf>) -> Result<ExitCode> {
     })
 }
 
-fn definitions(setup: Setup, json: bool) -> Result<ExitCode> {
-    let handlers = setup.handlers();
-    let set = setup.definitions(&handlers)?;
+async fn definitions(setup: Setup, json: bool) -> Result<ExitCode> {
+    // A running daemon knows what it loaded and when each schedule fires.
+    let from_daemon = match herald::daemon::DaemonAddress::read(&setup.config.data_dir) {
+        Some(addr) => {
+            let client = Client::new(addr.url, setup.config.tokens()?.into_iter().next())?;
+            client
+                .call(reqwest::Method::GET, "/orchestration/definitions/", None)
+                .await
+                .ok()
+                .and_then(|v| v["results"].as_array().cloned())
+        }
+        None => None,
+    };
+    let items = match from_daemon {
+        Some(items) => items,
+        None => {
+            let handlers = setup.handlers();
+            setup.definitions(&handlers)?.summaries()
+        }
+    };
     if json {
-        let items = set.summaries();
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<8} {:>5}  {:<16}  {:<14}  DESCRIPTION",
-        "NAME", "STATE", "NODES", "VERSION", "SCHEDULE"
+        "{:<24} {:<8} {:>5}  {:<16}  {:<16}  {:<20}  DESCRIPTION",
+        "NAME", "STATE", "NODES", "VERSION", "SCHEDULE", "NEXT RUN"
     );
-    for d in set.valid() {
-        let schedule = match &d.schedule {
-            Some(s) => match &s.timing {
-                herald::definition::Timing::Every(e) => {
-                    format!(
-                        "every {}",
-                        herald::definition::duration::format_duration(*e)
-                    )
-                }
-                herald::definition::Timing::Cron(c) => format!("cron {c}"),
-            },
+    for d in &items {
+        let text = |k: &str| d[k].as_str().unwrap_or("").to_string();
+        let schedule = match (&d["schedule"]["every"], &d["schedule"]["cron"]) {
+            (Value::String(e), _) => format!("every {e}"),
+            (_, Value::String(c)) => format!("cron {c}"),
+            _ => "-".to_string(),
+        };
+        let next = match d["next_run"].as_str() {
+            Some(n) => n.get(..19).unwrap_or(n).replace('T', " "),
+            None if schedule != "-" => "(daemon not running)".to_string(),
             None => "-".to_string(),
         };
         println!(
-            "{:<24} {:<8} {:>5}  {:<16}  {:<14}  {}",
-            d.name,
-            "ok",
-            d.nodes.len(),
-            d.version_hash,
+            "{:<24} {:<8} {:>5}  {:<16}  {:<16}  {:<20}  {}",
+            text("name"),
+            text("state"),
+            d["nodes"]
+                .as_u64()
+                .map_or("-".to_string(), |n| n.to_string()),
+            text("version_hash"),
             schedule,
-            d.description.as_deref().unwrap_or("")
+            next,
+            text("description")
         );
-    }
-    for (name, inv) in set.invalid_files() {
-        println!("{name:<24} {:<8}", "invalid");
-        for line in inv.error.to_string().lines() {
-            println!("    {line}");
+        if text("state") == "invalid" {
+            for issue in d["errors"].as_array().into_iter().flatten() {
+                let at = match (issue["line"].as_u64(), issue["column"].as_u64()) {
+                    (Some(l), Some(c)) => format!("{l}:{c}: "),
+                    _ => String::new(),
+                };
+                println!(
+                    "    {at}{}: {}",
+                    issue["path"].as_str().unwrap_or(""),
+                    issue["message"].as_str().unwrap_or("")
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,15 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub fn list(app: &App) -> Resp {
-    let items = app.definitions.load().summaries();
+    let mut items = app.definitions.load().summaries();
+    for item in &mut items {
+        if let Some(next) = item["name"]
+            .as_str()
+            .and_then(|n| app.scheduler.next_run(n))
+        {
+            item["next_run"] = json!(next);
+        }
+    }
     json(
         StatusCode::OK,
         &json!({"count": items.len(), "results": items}),
@@ -44,6 +52,9 @@ pub fn detail(app: &App, name: &str) -> Result<Resp, ApiError> {
     };
     if let Some(d) = set.get(name) {
         let mut out = d.summary();
+        if let Some(next) = app.scheduler.next_run(name) {
+            out["next_run"] = json!(next);
+        }
         out["definition"] = d.document.clone();
         out["recent_runs"] = json!(runs(name)?);
         return Ok(json(StatusCode::OK, &out));

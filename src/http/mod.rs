@@ -25,6 +25,7 @@ use crate::engine::Engine;
 use crate::engine::queue::Queue;
 use crate::metrics::Metrics;
 use crate::nodes::HandlerRegistry;
+use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::watch::Reloader;
 use auth::{RateLimiter, Tokens};
@@ -51,6 +52,7 @@ pub struct App {
     pub definitions: SharedDefinitions,
     pub handlers: HandlerRegistry,
     pub reloader: Arc<Reloader>,
+    pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
     tokens: Tokens,
     limiter: Option<RateLimiter>,
@@ -66,6 +68,7 @@ impl App {
         queue: Arc<Queue>,
         definitions: SharedDefinitions,
         reloader: Arc<Reloader>,
+        scheduler: Arc<Scheduler>,
         metrics: Arc<Metrics>,
     ) -> Self {
         App {
@@ -78,6 +81,7 @@ impl App {
             definitions,
             handlers: reloader.handlers().clone(),
             reloader,
+            scheduler,
             metrics,
         }
     }

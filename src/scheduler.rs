@@ -1,0 +1,217 @@
+//! Timers for definitions with a `schedule`: the seed document's standalone
+//! health checks. Each scheduled definition runs on its timer with source
+//! `schedule` and no payload.
+//!
+//! - A tick that finds the previous run of the same definition still going
+//!   is skipped, counted and logged: runs never overlap.
+//! - The set of schedules follows reloads: a new, changed or removed
+//!   definition changes only its own timer.
+//! - After downtime, missed ticks are not replayed: at most one catch-up
+//!   run at start (`"catch_up": false` skips it).
+
+use crate::definition::{Definition, SharedDefinitions, Timing};
+use crate::engine::{Engine, RunRequest};
+use crate::metrics::Metrics;
+use crate::store::{RunQuery, Store};
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The longest the scheduler sleeps, so reloads are picked up promptly.
+const MAX_SLEEP: Duration = Duration::from_millis(250);
+
+pub struct Scheduler {
+    definitions: SharedDefinitions,
+    engine: Engine,
+    store: Store,
+    metrics: Arc<Metrics>,
+    next_runs: ArcSwap<HashMap<String, DateTime<Utc>>>,
+}
+
+struct Timer {
+    version: String,
+    /// The tick as the schedule gives it…
+    base: DateTime<Utc>,
+    /// …and when it fires, with jitter.
+    next: DateTime<Utc>,
+    running: Arc<AtomicBool>,
+}
+
+impl Scheduler {
+    pub fn new(
+        definitions: SharedDefinitions,
+        engine: Engine,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Scheduler {
+            definitions,
+            engine,
+            store,
+            metrics,
+            next_runs: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    /// When each scheduled definition runs next.
+    pub fn next_run(&self, name: &str) -> Option<DateTime<Utc>> {
+        self.next_runs.load().get(name).copied()
+    }
+
+    /// Runs the timers until `stop` turns true.
+    pub fn spawn(self: &Arc<Self>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut timers: HashMap<String, Timer> = HashMap::new();
+            loop {
+                let now = Utc::now();
+                this.reconcile(&mut timers, now);
+                let set = this.definitions.load_full();
+                for (name, timer) in timers.iter_mut() {
+                    if timer.next > now {
+                        continue;
+                    }
+                    let Some(definition) = set.get(name) else {
+                        continue;
+                    };
+                    this.fire(&definition, timer);
+                    // The tick after this one; ticks already past are not
+                    // replayed, the schedule resumes from now.
+                    timer.base = match after(&definition, timer.base) {
+                        Some(t) if t > now => t,
+                        _ => after(&definition, now).unwrap_or(now + chrono::Duration::days(365)),
+                    };
+                    timer.next = timer.base + jitter(&definition);
+                }
+                this.next_runs.store(Arc::new(
+                    timers.iter().map(|(n, t)| (n.clone(), t.next)).collect(),
+                ));
+                let earliest = timers.values().map(|t| t.next).min();
+                let sleep = earliest
+                    .and_then(|e| (e - Utc::now()).to_std().ok())
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_SLEEP);
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(sleep) => {}
+                }
+            }
+        })
+    }
+
+    /// Adds timers for new scheduled definitions, resets changed ones, drops
+    /// removed ones; the others are left alone.
+    fn reconcile(&self, timers: &mut HashMap<String, Timer>, now: DateTime<Utc>) {
+        let set = self.definitions.load_full();
+        timers.retain(|name, _| set.get(name).is_some_and(|d| d.schedule.is_some()));
+        for definition in set.valid() {
+            let Some(schedule) = &definition.schedule else {
+                continue;
+            };
+            let fresh = match timers.get(&definition.name) {
+                Some(t) => t.version != definition.version_hash,
+                None => true,
+            };
+            if !fresh {
+                continue;
+            }
+            let known = timers.contains_key(&definition.name);
+            let base = if known {
+                after(definition, now).unwrap_or(now + chrono::Duration::days(365))
+            } else {
+                self.first_run(definition, schedule.catch_up, now)
+            };
+            let running = timers
+                .remove(&definition.name)
+                .map(|t| t.running)
+                .unwrap_or_default();
+            timers.insert(
+                definition.name.clone(),
+                Timer {
+                    version: definition.version_hash.clone(),
+                    base,
+                    next: base + jitter(definition),
+                    running,
+                },
+            );
+        }
+    }
+
+    /// The first run after start: one catch-up run now if a tick was
+    /// missed while herald was down, else the next tick.
+    fn first_run(
+        &self,
+        definition: &Definition,
+        catch_up: bool,
+        now: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let last = self
+            .store
+            .list_runs(&RunQuery {
+                definition: Some(definition.name.clone()),
+                source: Some("schedule".into()),
+                limit: 1,
+                ..RunQuery::default()
+            })
+            .ok()
+            .and_then(|p| p.runs.into_iter().next())
+            .map(|r| r.created_at);
+        if let Some(last) = last
+            && catch_up
+            && after(definition, last).is_some_and(|missed| missed < now)
+        {
+            tracing::info!(definition = %definition.name, last = %last, "schedule: one catch-up run for the ticks missed while down");
+            return now;
+        }
+        after(definition, now).unwrap_or(now + chrono::Duration::days(365))
+    }
+
+    fn fire(&self, definition: &Arc<Definition>, timer: &Timer) {
+        if timer.running.swap(true, Ordering::AcqRel) {
+            self.metrics.schedule_tick_skipped(&definition.name);
+            tracing::warn!(definition = %definition.name, "schedule: tick skipped, the previous run is still going");
+            return;
+        }
+        let engine = self.engine.clone();
+        let definition = Arc::clone(definition);
+        let running = timer.running.clone();
+        tokio::spawn(async move {
+            let request = RunRequest {
+                source: Some("schedule".to_string()),
+                ..RunRequest::default()
+            };
+            if let Err(e) = engine.run(&definition, request).await {
+                tracing::error!(definition = %definition.name, error = %e, "schedule: run could not be recorded");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// The next tick strictly after `t` (without jitter).
+fn after(definition: &Definition, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let schedule = definition.schedule.as_ref()?;
+    match &schedule.timing {
+        Timing::Every(every) => Some(t + chrono::Duration::from_std(*every).ok()?),
+        Timing::Cron(expr) => croner::Cron::from_str(expr)
+            .ok()?
+            .find_next_occurrence(&t, false)
+            .ok(),
+    }
+}
+
+/// A random delay up to the schedule's `jitter`.
+fn jitter(definition: &Definition) -> chrono::Duration {
+    definition
+        .schedule
+        .as_ref()
+        .and_then(|s| s.jitter)
+        .map(|j| j.mul_f64(fastrand::f64()))
+        .and_then(|j| chrono::Duration::from_std(j).ok())
+        .unwrap_or_default()
+}
