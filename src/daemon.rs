@@ -63,10 +63,21 @@ impl DaemonAddress {
     }
 }
 
+/// How the daemon re-reads its configuration.
+pub struct Reconfigure {
+    /// The config file to watch, if one was read.
+    pub file: Option<PathBuf>,
+    /// Reads the config again, with the command line's overrides applied.
+    pub load: Box<dyn Fn() -> Result<Config, String> + Send + Sync>,
+    /// Changes the log level or filter.
+    pub set_log_level: Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>,
+}
+
 /// Runs the daemon until `shutdown` completes.
 pub async fn run(
     config: Arc<Config>,
     listen: SocketAddr,
+    reconfigure: Reconfigure,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let tokens = config.tokens()?;
@@ -76,6 +87,7 @@ pub async fn run(
     let store = Store::open(&config.data_dir, StoreOptions::from(&config.store))?;
     let metrics = Arc::new(Metrics::new());
     let services = Arc::new(Services::new(config.clone()));
+    let host = services.host.clone();
     let sampler = services.host.spawn_background(config.host.sample_interval);
     let handlers = HandlerRegistry::builtin(services);
     let definitions: SharedDefinitions = Arc::new(arc_swap::ArcSwap::from_pointee(
@@ -114,12 +126,31 @@ pub async fn run(
     })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = queue.spawn_workers(
+    let mut workers = queue.spawn_workers(
         config.queue.worker_count(),
         engine.clone(),
         definitions.clone(),
         stop_rx.clone(),
     );
+    let (worker_count_tx, mut worker_count_rx) = watch::channel(config.queue.worker_count());
+    let grace = config.server.shutdown_grace;
+    let supervisor = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    changed = worker_count_rx.changed() => {
+                        if changed.is_err() { break; }
+                        let n = *worker_count_rx.borrow();
+                        workers.resize(n);
+                        tracing::info!(workers = workers.count(), "worker pool resized");
+                    }
+                }
+            }
+            workers.finish(grace).await;
+        })
+    };
     let pruner = crate::store::spawn_pruner(store.clone());
     let scheduler = Arc::new(Scheduler::new(
         definitions.clone(),
@@ -139,8 +170,7 @@ pub async fn run(
         scheduler,
         metrics,
     ));
-    let grace = config.server.shutdown_grace;
-    let server = tokio::spawn(http::serve(listener, app, stop_rx, grace));
+    let server = tokio::spawn(http::serve(listener, app.clone(), stop_rx, grace));
 
     let address = DaemonAddress {
         url: format!("http://{local}"),
@@ -163,9 +193,35 @@ pub async fn run(
         "herald started"
     );
 
-    // SIGHUP forces a full rescan of the definitions.
+    let live = Arc::new(Live {
+        app: app.clone(),
+        store: store.clone(),
+        reloader: reloader.clone(),
+        host,
+        worker_count: worker_count_tx,
+        reconfigure,
+    });
+    let config_watch = live.reconfigure.file.as_ref().and_then(|file| {
+        let dir = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let live = live.clone();
+        // Any change in the config file's directory re-reads it; an
+        // unchanged config is a no-op.
+        match crate::watch::watch_paths(&[dir.to_path_buf()], move || {
+            live.reload_config("config file changed");
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the config file; SIGHUP reloads it");
+                None
+            }
+        }
+    });
+    // SIGHUP reloads the config and forces a full rescan of the definitions.
     let hangups = {
-        let reloader = reloader.clone();
+        let live = live.clone();
         tokio::spawn(async move {
             let Ok(mut hup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -173,8 +229,13 @@ pub async fn run(
                 return;
             };
             while hup.recv().await.is_some() {
-                let r = reloader.clone();
-                match tokio::task::spawn_blocking(move || r.rescan()).await {
+                let live = live.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    live.reload_config("SIGHUP");
+                    live.reloader.rescan()
+                })
+                .await;
+                match done {
                     Ok(Ok(report)) => tracing::info!(
                         loaded = ?report.loaded,
                         unchanged = report.unchanged.len(),
@@ -194,9 +255,10 @@ pub async fn run(
     shutdown.await;
     hangups.abort();
     drop(watcher);
+    drop(config_watch);
     tracing::info!("shutting down: no new requests; finishing what is running");
     let _ = stop_tx.send(true);
-    let (_, (), _) = tokio::join!(server, workers.finish(grace), timers);
+    let _ = tokio::join!(server, supervisor, timers);
     pruner.abort();
     sampler.abort();
     let _ = std::fs::remove_file(&address_file);
@@ -206,4 +268,96 @@ pub async fn run(
         "stopped; queued jobs resume at the next start"
     );
     Ok(())
+}
+
+/// What a config reload can change while the daemon runs.
+struct Live {
+    app: Arc<App>,
+    store: Store,
+    reloader: Arc<Reloader>,
+    host: Arc<crate::host::HostSampler>,
+    worker_count: watch::Sender<usize>,
+    reconfigure: Reconfigure,
+}
+
+impl Live {
+    /// Re-reads the config. An invalid one is reported and the old one
+    /// stays; otherwise what can change live changes, and what cannot is
+    /// logged as needing a restart.
+    fn reload_config(&self, why: &str) {
+        let new = match (self.reconfigure.load)() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    reason = why,
+                    "config reload refused, the running config stays: {e}"
+                );
+                return;
+            }
+        };
+        let tokens = match new.tokens() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(
+                    reason = why,
+                    "config reload refused, the running config stays: {e}"
+                );
+                return;
+            }
+        };
+        let old = self.app.config.load_full();
+        if *old == new {
+            return;
+        }
+        let mut restart = Vec::new();
+        if old.listen != new.listen {
+            restart.push("listen");
+        }
+        if old.data_dir != new.data_dir {
+            restart.push("data_dir");
+        }
+        if old.definitions_dir != new.definitions_dir {
+            restart.push("definitions_dir");
+        }
+        if old.store.cache_mb != new.store.cache_mb {
+            restart.push("store.cache_mb");
+        }
+        if old.queue.capacity != new.queue.capacity {
+            restart.push("queue.capacity");
+        }
+        if old.server.max_connections != new.server.max_connections {
+            restart.push("server.max_connections");
+        }
+        if old.host.sample_interval != new.host.sample_interval {
+            restart.push("host.sample_interval");
+        }
+        if !restart.is_empty() {
+            tracing::warn!(settings = ?restart, "config changes that need a restart; the rest applies now");
+        }
+        if old.log_level != new.log_level
+            && let Err(e) = (self.reconfigure.set_log_level)(&new.log_level)
+        {
+            tracing::error!("log_level `{}` not applied: {e}", new.log_level);
+        }
+        self.store
+            .set_limits(new.store.retention, new.store.max_runs);
+        let _ = self.worker_count.send(new.queue.worker_count());
+        let new = Arc::new(new);
+        if old.notify != new.notify || old.host.plugin_dirs != new.host.plugin_dirs {
+            // Notify channels and plugin dirs are part of how nodes are built:
+            // rebuild the handlers and parse every definition again.
+            let services = Arc::new(Services {
+                host: self.host.clone(),
+                http: reqwest::Client::new(),
+                config: new.clone(),
+            });
+            self.reloader
+                .set_handlers(HandlerRegistry::builtin(services));
+            if let Err(e) = self.reloader.rescan() {
+                tracing::error!(error = %e, "cannot rescan the definitions after a config change");
+            }
+        }
+        self.app.apply(new, &tokens);
+        tracing::info!(reason = why, "config reloaded");
+    }
 }

@@ -168,22 +168,50 @@ fn main() -> ExitCode {
 /// Settings after config file and flags are merged.
 struct Setup {
     config: Arc<Config>,
+    /// The file the config came from, if any.
+    config_file: Option<PathBuf>,
+    overrides: Overrides,
+}
+
+/// Command-line flags that override the config file, kept so that a
+/// reloaded config gets them too.
+#[derive(Clone, Default)]
+struct Overrides {
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    definitions: Option<PathBuf>,
+    log_level: Option<String>,
+}
+
+impl Overrides {
+    fn load(&self) -> Result<(Config, Option<PathBuf>), herald::config::ConfigError> {
+        let (mut config, path) = Config::load(self.config.as_deref())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(dir) = &self.definitions {
+            config.definitions_dir = dir.clone();
+        }
+        if let Some(level) = &self.log_level {
+            config.log_level = level.clone();
+        }
+        Ok((config, path))
+    }
 }
 
 impl Setup {
     fn new(cli: &Cli) -> Result<Setup> {
-        let (mut config, _path) = Config::load(cli.config.as_deref())?;
-        if let Some(dir) = &cli.data_dir {
-            config.data_dir = dir.clone();
-        }
-        if let Some(dir) = &cli.definitions {
-            config.definitions_dir = dir.clone();
-        }
-        if let Some(level) = &cli.log_level {
-            config.log_level = level.clone();
-        }
+        let overrides = Overrides {
+            config: cli.config.clone(),
+            data_dir: cli.data_dir.clone(),
+            definitions: cli.definitions.clone(),
+            log_level: cli.log_level.clone(),
+        };
+        let (config, config_file) = overrides.load()?;
         Ok(Setup {
             config: Arc::new(config),
+            config_file,
+            overrides,
         })
     }
 
@@ -199,24 +227,35 @@ impl Setup {
     }
 }
 
-fn init_logging(level: &str) {
+/// Sets the log filter of the running process.
+type LogLevelHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(level: &str) -> LogLevelHandle {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        )
         .init();
+    handle
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     let setup = Setup::new(&cli)?;
     // `herald check` is for cron and other monitors: only problems on stderr.
     let quiet = matches!(cli.command, Command::Check { .. }) && cli.log_level.is_none();
-    init_logging(if quiet {
+    let log_handle = init_logging(if quiet {
         "warn"
     } else {
         &setup.config.log_level
@@ -226,7 +265,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve { listen } => runtime.block_on(serve(setup, listen)),
+        Command::Serve { listen } => runtime.block_on(serve(setup, listen, log_handle)),
         Command::Run(args) => runtime.block_on(run(setup, args)),
         Command::Validate { paths } => validate(setup, paths),
         Command::Runs(cmd) => runtime.block_on(runs(setup, cmd)),
@@ -235,9 +274,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn serve(setup: Setup, listen: Option<SocketAddr>) -> Result<ExitCode> {
+async fn serve(setup: Setup, listen: Option<SocketAddr>, log: LogLevelHandle) -> Result<ExitCode> {
     let listen = listen.unwrap_or(setup.config.listen);
-    herald::daemon::run(setup.config.clone(), listen, shutdown_signal()).await?;
+    let overrides = setup.overrides.clone();
+    let reconfigure = herald::daemon::Reconfigure {
+        file: setup.config_file.clone(),
+        load: Box::new(move || overrides.load().map(|(c, _)| c).map_err(|e| e.to_string())),
+        set_log_level: Box::new(move |level| {
+            let filter =
+                tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            log.reload(filter).map_err(|e| e.to_string())
+        }),
+    };
+    herald::daemon::run(setup.config.clone(), listen, reconfigure, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

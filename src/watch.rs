@@ -52,7 +52,7 @@ impl ReloadReport {
 /// Rescans the definitions directory into the shared set.
 pub struct Reloader {
     dir: PathBuf,
-    handlers: HandlerRegistry,
+    handlers: arc_swap::ArcSwap<HandlerRegistry>,
     shared: SharedDefinitions,
     metrics: Arc<Metrics>,
     /// Content hash of each file as last read, by definition name.
@@ -68,15 +68,26 @@ impl Reloader {
     ) -> Self {
         Reloader {
             dir,
-            handlers,
+            handlers: arc_swap::ArcSwap::from_pointee(handlers),
             shared,
             metrics,
             seen: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn handlers(&self) -> &HandlerRegistry {
-        &self.handlers
+    pub fn handlers(&self) -> Arc<HandlerRegistry> {
+        self.handlers.load_full()
+    }
+
+    /// New handlers (a reloaded config's notify channels): every file is
+    /// parsed again with them at the next rescan.
+    pub fn set_handlers(&self, handlers: HandlerRegistry) {
+        self.handlers.store(Arc::new(handlers));
+        let mut seen = match self.seen.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        seen.clear();
     }
 
     /// Reads the directory and applies what changed. Fails only when the
@@ -103,7 +114,7 @@ impl Reloader {
                 continue;
             }
             seen.insert(name.clone(), hash);
-            match load_file(&path, &self.handlers) {
+            match load_file(&path, &self.handlers.load()) {
                 Ok(def) => {
                     tracing::info!(definition = %name, version = %def.version_hash, "definition loaded");
                     report.loaded.push(name);
@@ -153,47 +164,63 @@ impl Reloader {
     }
 
     /// Rescans on every change under the directory (debounced), until the
-    /// returned handle is dropped.
+    /// returned handle is dropped. The directory may itself be a symlink
+    /// that gets swapped, so its parent is watched too (any event there
+    /// costs only a cheap rescan).
     pub fn watch(self: &Arc<Self>) -> Result<WatchHandle, notify::Error> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = tx.send(());
-                }
-            })?;
-        watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
-        // The directory may itself be a symlink that gets swapped: watch
-        // its parent too (any event there only costs a cheap rescan).
+        let mut paths = vec![self.dir.clone()];
         if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+            paths.push(parent.to_path_buf());
         }
         let this = Arc::clone(self);
-        let task = tokio::spawn(async move {
-            while rx.recv().await.is_some() {
-                // Wait for a quiet moment: drain events until none for DEBOUNCE.
-                loop {
-                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                        Ok(Some(())) => continue,
-                        Ok(None) => return,
-                        Err(_) => break,
-                    }
-                }
-                let reloader = this.clone();
-                match tokio::task::spawn_blocking(move || reloader.rescan()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "cannot rescan the definitions directory")
-                    }
-                    Err(_) => return,
-                }
+        watch_paths(&paths, move || {
+            if let Err(e) = this.rescan() {
+                tracing::error!(error = %e, "cannot rescan the definitions directory");
             }
-        });
-        Ok(WatchHandle {
-            _watcher: watcher,
-            task,
         })
     }
+}
+
+/// Calls `on_change` (on a blocking thread) after changes under `paths`
+/// settle for [`DEBOUNCE`], until the returned handle is dropped.
+pub fn watch_paths(
+    paths: &[PathBuf],
+    on_change: impl Fn() + Send + Sync + 'static,
+) -> Result<WatchHandle, notify::Error> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })?;
+    for (i, path) in paths.iter().enumerate() {
+        match watcher.watch(path, RecursiveMode::NonRecursive) {
+            Ok(()) => {}
+            Err(e) if i == 0 => return Err(e),
+            Err(_) => {} // extra paths are best effort
+        }
+    }
+    let on_change = Arc::new(on_change);
+    let task = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Wait for a quiet moment: drain events until none for DEBOUNCE.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let f = on_change.clone();
+            if tokio::task::spawn_blocking(move || f()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(WatchHandle {
+        _watcher: watcher,
+        task,
+    })
 }
 
 /// Keeps the watcher alive; dropping it stops watching.

@@ -226,3 +226,95 @@ async fn reload_endpoint_sighup_and_idempotence() {
         "{metrics}"
     );
 }
+
+async fn status_with_token(d: &Daemon, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(d.url("/orchestration/pipelines/"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn config_reload_applies_live_settings_and_refuses_bad_files() {
+    let ws = Workspace::new("auth_tokens = [\"first\"]\n");
+    ws.definition(
+        "page",
+        &json!({"version": "1", "nodes": [
+        {"id": "n", "type": "notify", "config": {"driver": "webhook", "channel": "ops"}}]}),
+    );
+    let d = ws.start();
+    assert_eq!(status_with_token(&d, "first").await, 200);
+    assert_eq!(status_with_token(&d, "second").await, 401);
+    assert_eq!(
+        listed_with(&d, "first", "page").await["state"],
+        "invalid",
+        "no channel `ops` yet"
+    );
+
+    // A token and a notify channel added live.
+    let receiver = support::Receiver::start().await;
+    ws.write_config(&format!(
+        "auth_tokens = [\"first\", \"second\"]\n[notify.webhook.ops]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    eventually("the new token works", || async {
+        status_with_token(&d, "second").await == 200
+    })
+    .await;
+    eventually("the definition using the new channel loads", || async {
+        listed_with(&d, "second", "page").await["state"] == "ok"
+    })
+    .await;
+
+    // A broken config is refused; the running one stays.
+    std::fs::write(
+        ws.dir.path().join("config.toml"),
+        "auth_tokens = [\"first\"\n",
+    )
+    .unwrap();
+    eventually("the refusal is logged", || async {
+        d.log().contains("config reload refused")
+    })
+    .await;
+    assert_eq!(
+        status_with_token(&d, "second").await,
+        200,
+        "the old config stays in force"
+    );
+
+    // What cannot change live is named.
+    ws.write_config("auth_tokens = [\"first\", \"second\"]\n[store]\ncache_mb = 64\n");
+    eventually("needs-restart is logged", || async {
+        d.log().contains("need a restart")
+    })
+    .await;
+    assert!(d.log().contains("store.cache_mb"), "{}", d.log());
+    assert_eq!(
+        status_with_token(&d, "first").await,
+        200,
+        "the rest applied"
+    );
+}
+
+async fn listed_with(d: &Daemon, token: &str, name: &str) -> Value {
+    let v: Value = reqwest::Client::new()
+        .get(d.url("/orchestration/definitions/"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}

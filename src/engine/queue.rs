@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::store::{Job, JobKind, PipelineRun, RunError, RunStatus, Store, StoreError};
 use chrono::Utc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -165,30 +165,16 @@ impl Queue {
         definitions: SharedDefinitions,
         stop: watch::Receiver<bool>,
     ) -> Workers {
-        let mut set = JoinSet::new();
-        for _ in 0..n.max(1) {
-            let queue = self.clone();
-            let engine = engine.clone();
-            let definitions = definitions.clone();
-            let mut stop = stop.clone();
-            set.spawn(async move {
-                loop {
-                    if *stop.borrow() {
-                        return;
-                    }
-                    let run_id = tokio::select! {
-                        biased;
-                        _ = stop.changed() => return,
-                        next = queue.ready_rx.recv() => match next {
-                            Ok(id) => id,
-                            Err(_) => return,
-                        },
-                    };
-                    queue.process(&run_id, &engine, &definitions).await;
-                }
-            });
-        }
-        Workers { set }
+        let mut workers = Workers {
+            set: JoinSet::new(),
+            retire: Vec::new(),
+            queue: self.clone(),
+            engine,
+            definitions,
+            stop,
+        };
+        workers.resize(n);
+        workers
     }
 
     async fn process(&self, run_id: &str, engine: &Engine, definitions: &SharedDefinitions) {
@@ -249,9 +235,54 @@ impl Queue {
 /// The running workers.
 pub struct Workers {
     set: JoinSet<()>,
+    /// One flag per live worker; set, the worker leaves after its job.
+    retire: Vec<Arc<AtomicBool>>,
+    queue: Arc<Queue>,
+    engine: Engine,
+    definitions: SharedDefinitions,
+    stop: watch::Receiver<bool>,
 }
 
 impl Workers {
+    pub fn count(&self) -> usize {
+        self.retire.len()
+    }
+
+    /// Grows or shrinks the pool to `n` (at least 1). A worker asked to
+    /// leave finishes the job it has first.
+    pub fn resize(&mut self, n: usize) {
+        let n = n.max(1);
+        while self.retire.len() > n {
+            if let Some(flag) = self.retire.pop() {
+                flag.store(true, Ordering::Release);
+            }
+        }
+        while self.retire.len() < n {
+            let retire = Arc::new(AtomicBool::new(false));
+            self.retire.push(retire.clone());
+            let queue = self.queue.clone();
+            let engine = self.engine.clone();
+            let definitions = self.definitions.clone();
+            let mut stop = self.stop.clone();
+            self.set.spawn(async move {
+                loop {
+                    if *stop.borrow() || retire.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let run_id = tokio::select! {
+                        biased;
+                        _ = stop.changed() => return,
+                        next = queue.ready_rx.recv() => match next {
+                            Ok(id) => id,
+                            Err(_) => return,
+                        },
+                    };
+                    queue.process(&run_id, &engine, &definitions).await;
+                }
+            });
+        }
+    }
+
     /// Waits for the workers to finish their current job, at most `grace`;
     /// then cancels what is left (those runs stay queued for the next start).
     pub async fn finish(mut self, grace: Duration) {

@@ -47,7 +47,8 @@ pub async fn read(
 /// An API request's body, within `max_body_bytes` and `request_timeout`.
 pub async fn read_api(app: &super::App, req: hyper::Request<Incoming>) -> Result<Bytes, ApiError> {
     let (parts, incoming) = req.into_parts();
-    let cfg = &app.config.server;
+    let config = app.config.load_full();
+    let cfg = &config.server;
     read(
         &parts.headers,
         incoming,

@@ -89,7 +89,7 @@ pub async fn validate(app: &App, name: &str, req: Request<Incoming>) -> Result<R
     }
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad_request("invalid_body", "the definition is not UTF-8 text"))?;
-    let errors = match parse_definition(name, "<request>", text, &app.handlers) {
+    let errors = match parse_definition(name, "<request>", text, &app.handlers()) {
         Ok(_) => Vec::new(),
         Err(e) => e.issues,
     };

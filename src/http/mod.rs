@@ -28,6 +28,7 @@ use crate::nodes::HandlerRegistry;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::watch::Reloader;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use auth::{RateLimiter, Tokens};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -45,17 +46,17 @@ use tokio::sync::{Semaphore, watch};
 
 /// Everything a request handler may use.
 pub struct App {
-    pub config: Arc<Config>,
+    /// The config in force; swapped whole on reload.
+    pub config: ArcSwap<Config>,
     pub store: Store,
     pub engine: Engine,
     pub queue: Arc<Queue>,
     pub definitions: SharedDefinitions,
-    pub handlers: HandlerRegistry,
     pub reloader: Arc<Reloader>,
     pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
-    tokens: Tokens,
-    limiter: Option<RateLimiter>,
+    tokens: ArcSwap<Tokens>,
+    limiter: ArcSwapOption<RateLimiter>,
 }
 
 impl App {
@@ -72,18 +73,42 @@ impl App {
         metrics: Arc<Metrics>,
     ) -> Self {
         App {
-            limiter: config.rate_limit.clone().map(RateLimiter::new),
-            tokens: Tokens::new(tokens),
-            config,
+            limiter: ArcSwapOption::from(
+                config
+                    .rate_limit
+                    .clone()
+                    .map(|r| Arc::new(RateLimiter::new(r))),
+            ),
+            tokens: ArcSwap::from_pointee(Tokens::new(tokens)),
+            config: ArcSwap::new(config),
             store,
             engine,
             queue,
             definitions,
-            handlers: reloader.handlers().clone(),
             reloader,
             scheduler,
             metrics,
         }
+    }
+}
+
+impl App {
+    /// Takes a reloaded config's live parts: tokens, rate limit, body
+    /// limits, webhook routing and secrets.
+    pub fn apply(&self, config: Arc<Config>, tokens: &[String]) {
+        self.tokens.store(Arc::new(Tokens::new(tokens)));
+        self.limiter.store(
+            config
+                .rate_limit
+                .clone()
+                .map(|r| Arc::new(RateLimiter::new(r))),
+        );
+        self.config.store(config);
+    }
+
+    /// The node handlers in force (they change with the notify channels).
+    pub fn handlers(&self) -> Arc<HandlerRegistry> {
+        self.reloader.handlers()
     }
 }
 
@@ -95,9 +120,9 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let max = app.config.server.max_connections;
+    let max = app.config.load().server.max_connections;
     let slots = Arc::new(Semaphore::new(max));
-    let header_timeout = app.config.server.request_timeout;
+    let header_timeout = app.config.load().server.request_timeout;
     loop {
         let permit = tokio::select! {
             _ = shutdown.changed() => break,
@@ -186,12 +211,12 @@ async fn dispatch_checked(
     let token = if route.is_open() {
         None
     } else {
-        match app.tokens.check(req.headers()) {
+        match app.tokens.load().check(req.headers()) {
             Ok(t) => t,
             Err(e) => return e.into_response(),
         }
     };
-    if let Some(limiter) = &app.limiter
+    if let Some(limiter) = app.limiter.load_full()
         && !route.is_open()
         && let Err(e) = limiter.check(token.as_deref(), peer.ip())
     {

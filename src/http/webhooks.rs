@@ -52,7 +52,8 @@ async fn accept_inner(
         ));
     }
     let (parts, incoming) = req.into_parts();
-    let cfg = &app.config.server;
+    let config = app.config.load_full();
+    let cfg = &config.server;
     let bytes = body::read(
         &parts.headers,
         incoming,
@@ -100,7 +101,7 @@ async fn accept_inner(
     })?;
     // A secret for the source (the path's driver, else the detected one)
     // makes its signature mandatory.
-    if let Some(secret) = app.config.webhooks.secrets.get(&source) {
+    if let Some(secret) = config.webhooks.secrets.get(&source) {
         verify_signature(secret, &parts.headers, text.as_bytes())?;
     }
     let mut targets: Vec<_> = triggered
@@ -109,7 +110,7 @@ async fn accept_inner(
         .filter(|(_, m)| **m)
         .map(|(d, _)| d)
         .collect();
-    if targets.is_empty() && app.config.webhooks.default_route == DefaultRoute::Builtin {
+    if targets.is_empty() && config.webhooks.default_route == DefaultRoute::Builtin {
         targets.push(builtin(app)?);
     }
     let payload = crate::payload::Payload::from_json_text(text);

@@ -99,6 +99,9 @@ struct Inner {
     payloads: sled::Tree,
     run_count: AtomicU64,
     options: StoreOptions,
+    /// Live retention limits (config reload changes them).
+    retention_secs: AtomicU64,
+    max_runs: AtomicU64,
     path: PathBuf,
 }
 
@@ -133,6 +136,8 @@ impl Store {
                 runs,
                 db,
                 run_count,
+                retention_secs: AtomicU64::new(options.retention.as_secs()),
+                max_runs: AtomicU64::new(options.max_runs),
                 options,
                 path: dir.to_path_buf(),
             }),
@@ -141,6 +146,14 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Changes retention and `max_runs` (from a reloaded config).
+    pub fn set_limits(&self, retention: Duration, max_runs: u64) {
+        self.inner
+            .retention_secs
+            .store(retention.as_secs(), Ordering::Relaxed);
+        self.inner.max_runs.store(max_runs, Ordering::Relaxed);
     }
 
     pub fn options(&self) -> &StoreOptions {
@@ -353,12 +366,14 @@ impl Store {
     /// retention. Returns how many it deleted.
     pub fn prune(&self, now: DateTime<Utc>, batch: usize) -> Result<usize, StoreError> {
         let inner = &*self.inner;
-        let cutoff = now
-            - chrono::Duration::from_std(inner.options.retention).unwrap_or(chrono::Duration::MAX);
+        let retention = Duration::from_secs(inner.retention_secs.load(Ordering::Relaxed));
+        let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         let cutoff_ms = cutoff.timestamp_millis().max(0) as u64;
         let mut deleted = 0;
         let mut victims = Vec::new();
-        let mut excess = self.run_count().saturating_sub(inner.options.max_runs);
+        let mut excess = self
+            .run_count()
+            .saturating_sub(inner.max_runs.load(Ordering::Relaxed));
         for item in inner.runs.iter() {
             if victims.len() >= batch {
                 break;
