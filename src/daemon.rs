@@ -63,14 +63,17 @@ impl DaemonAddress {
     }
 }
 
+/// Reads the config again, with the command line's overrides applied.
+pub type LoadConfig = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+/// Changes the log level or filter of the running process.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 /// How the daemon re-reads its configuration.
 pub struct Reconfigure {
     /// The config file to watch, if one was read.
     pub file: Option<PathBuf>,
-    /// Reads the config again, with the command line's overrides applied.
-    pub load: Box<dyn Fn() -> Result<Config, String> + Send + Sync>,
-    /// Changes the log level or filter.
-    pub set_log_level: Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>,
+    pub load: LoadConfig,
+    pub set_log_level: SetLogLevel,
 }
 
 /// Runs the daemon until `shutdown` completes.
