@@ -29,6 +29,7 @@ pub struct Metrics {
     definitions_loaded: Gauge,
     definitions_invalid: Gauge,
     schedule_skipped: Family<Labels, Counter>,
+    schedule_lateness: Histogram,
 }
 
 impl Default for Metrics {
@@ -108,8 +109,15 @@ impl Metrics {
             "Scheduled ticks skipped because the previous run was still going",
             schedule_skipped.clone(),
         );
+        let schedule_lateness = Histogram::new(exponential_buckets(0.001, 2.0, 12));
+        registry.register(
+            "schedule_lateness_seconds",
+            "How late scheduled runs start after their tick",
+            schedule_lateness.clone(),
+        );
         Metrics {
             registry,
+            schedule_lateness,
             runs,
             run_seconds,
             stages,
@@ -184,6 +192,10 @@ impl Metrics {
         self.schedule_skipped
             .get_or_create(&vec![("definition", definition.to_string())])
             .inc();
+    }
+
+    pub fn schedule_lateness(&self, seconds: f64) {
+        self.schedule_lateness.observe(seconds);
     }
 
     /// The registry in Prometheus text format.

@@ -79,6 +79,8 @@ impl Scheduler {
                     let Some(definition) = set.get(name) else {
                         continue;
                     };
+                    let late = (Utc::now() - timer.next).to_std().unwrap_or_default();
+                    this.metrics.schedule_lateness(late.as_secs_f64());
                     this.fire(&definition, timer);
                     // The tick after this one; ticks already past are not
                     // replayed, the schedule resumes from now.
