@@ -23,6 +23,9 @@
 //! - [`daemon`] is `herald serve`'s life cycle: it wires the store, the
 //!   durable queue ([`engine::queue`]) and its workers, and the server, and
 //!   drains them on shutdown.
+//! - [`watch`] follows the definitions directory and the config file;
+//!   [`scheduler`] runs scheduled definitions on their timers.
+//! - [`payload`] keeps a run's inbound payload as shared JSON text.
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over these modules.
 
