@@ -260,7 +260,7 @@ async fn outputs_are_visible_to_later_nodes_and_config_is_untouched() {
         {"id": "c", "type": "probe"}]}));
     let before: Vec<Value> = def.nodes.iter().map(|n| n.config.clone()).collect();
     let result = run(&def).await;
-    assert_eq!(result.node_results["b"].output, json!({"copied": 1}));
+    assert_eq!(*result.node_results["b"].output, json!({"copied": 1}));
     let seen = &result.node_results["c"].output["seen"];
     assert_eq!(seen["a"]["value"], json!({"x": 1}));
     assert_eq!(seen["b"], json!({"copied": 1}));

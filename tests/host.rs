@@ -46,7 +46,7 @@ async fn run_output(handlers: &HandlerRegistry, nodes: Value) -> Value {
         .await
         .unwrap();
     assert!(r.error.is_none(), "{:?}", r.error);
-    r.node_results.values().last().unwrap().output.clone()
+    (*r.node_results.values().last().unwrap().output).clone()
 }
 
 fn proc_value(file: &str, key: &str) -> u64 {
@@ -258,6 +258,7 @@ fn synthetic() -> HostSnapshot {
             progress_percent: Some(40.0),
         }]),
         rendered: Default::default(),
+        outputs: Default::default(),
     }
 }
 

@@ -75,7 +75,7 @@ fn round_trip_with_stages() {
                 started_at: Utc::now(),
                 completed_at: Some(Utc::now()),
                 duration_ms: Some(2),
-                output: Some(json!({"ok": node})),
+                output: Some(std::sync::Arc::new(json!({"ok": node}))),
                 error: None,
             })
             .unwrap();
@@ -83,7 +83,7 @@ fn round_trip_with_stages() {
     assert_eq!(store.get_run(&run.run_id).unwrap(), Some(run.clone()));
     let stages = store.stages(&run.run_id).unwrap();
     assert_eq!(stages.len(), 2);
-    assert_eq!(stages[1].output, Some(json!({"ok": "b"})));
+    assert_eq!(stages[1].output.as_deref(), Some(&json!({"ok": "b"})));
     assert_eq!(store.get_run("01MISSING").unwrap(), None);
 }
 

@@ -33,7 +33,7 @@ async fn transform(mapping: Value, extra: Value, payload: Value) -> Value {
         .await
         .unwrap();
     assert!(result.error.is_none(), "{:?}", result.error);
-    result.node_results["t"].output.clone()
+    (*result.node_results["t"].output).clone()
 }
 
 fn alert_payload() -> Value {

@@ -162,7 +162,7 @@ impl Engine {
                     NodeResult {
                         node_type: stage.stage.clone(),
                         status: StageStatus::Succeeded,
-                        output: stage.output.clone().unwrap_or(Value::Null),
+                        output: stage.output.clone().unwrap_or_default(),
                         errors: Vec::new(),
                         attempts,
                         duration_ms: stage.duration_ms.unwrap_or(0),
@@ -237,7 +237,7 @@ impl Engine {
                     NodeResult {
                         node_type: node.node_type.clone(),
                         status: StageStatus::Skipped,
-                        output: Value::Null,
+                        output: Arc::default(),
                         errors: Vec::new(),
                         attempts: 0,
                         duration_ms: 0,
@@ -349,7 +349,7 @@ impl Engine {
                     incident_id: state.record.incident_id.as_deref(),
                     earlier: &earlier,
                 };
-                match tokio::time::timeout(node.timeout, node.executor.execute(&ctx)).await {
+                match tokio::time::timeout(node.timeout, node.executor.execute_shared(&ctx)).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(NodeError::timeout(format!(
                         "did not finish within {}",
@@ -406,7 +406,7 @@ impl Engine {
                         return Ok(NodeResult {
                             node_type: node.node_type.clone(),
                             status: StageStatus::Failed,
-                            output: Value::Null,
+                            output: Arc::default(),
                             errors,
                             attempts: attempt,
                             duration_ms: node_started.elapsed().as_millis() as u64,
@@ -481,7 +481,7 @@ impl RunState {
             .map(|(id, r)| EarlierNode {
                 id,
                 node_type: &r.node_type,
-                output: &r.output,
+                output: &*r.output,
                 failed: r.failed(),
             })
             .collect()
@@ -539,6 +539,6 @@ impl NodeFacts for RunState {
         self.results
             .get(node)
             .filter(|r| r.status == StageStatus::Succeeded)
-            .map(|r| &r.output)
+            .map(|r| &*r.output)
     }
 }

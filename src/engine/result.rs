@@ -6,6 +6,7 @@ use crate::store::{RunStatus, StageStatus};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -28,7 +29,8 @@ pub struct RunResult {
 pub struct NodeResult {
     pub node_type: String,
     pub status: StageStatus,
-    pub output: Value,
+    /// Shared: later nodes, the stage record and the result read one copy.
+    pub output: Arc<Value>,
     /// One line per failed attempt.
     pub errors: Vec<String>,
     pub attempts: u32,

@@ -49,7 +49,7 @@ const PSEUDO_FS: &[&str] = &[
 ];
 
 /// One reading of the host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct HostSnapshot {
     pub taken_at: DateTime<Utc>,
     pub cpu: CpuStats,
@@ -68,6 +68,10 @@ pub struct HostSnapshot {
     /// the first node that reads it (see `nodes::context`).
     #[serde(skip)]
     pub rendered: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>>,
+    /// Whole `context` outputs already built from this snapshot, by
+    /// (sections, top_n): nodes asking the same share one.
+    #[serde(skip)]
+    pub outputs: std::sync::Mutex<Vec<(Vec<String>, usize, Arc<serde_json::Value>)>>,
 }
 
 /// Processes kept per ranking in a snapshot; nodes take their `top_n` of these.
@@ -322,6 +326,7 @@ impl HostSampler {
                 .ok()
                 .map(|t| procfs::parse_mdstat(&t)),
             rendered: std::sync::OnceLock::new(),
+            outputs: std::sync::Mutex::new(Vec::new()),
         };
         let snapshot = Arc::new(snapshot);
         self.latest.store(Some(snapshot.clone()));

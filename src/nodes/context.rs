@@ -111,16 +111,45 @@ struct Context {
 }
 
 impl NodeExecutor for Context {
-    fn execute<'a>(&'a self, _ctx: &'a NodeContext<'a>) -> BoxFuture<'a, Result<Value, NodeError>> {
+    fn execute<'a>(&'a self, ctx: &'a NodeContext<'a>) -> BoxFuture<'a, Result<Value, NodeError>> {
+        Box::pin(async move {
+            let shared = self.execute_shared(ctx).await?;
+            Ok(Arc::unwrap_or_clone(shared))
+        })
+    }
+
+    /// Every node asking one snapshot for the same sections gets the same
+    /// output, built once.
+    fn execute_shared<'a>(
+        &'a self,
+        _ctx: &'a NodeContext<'a>,
+    ) -> BoxFuture<'a, Result<Arc<Value>, NodeError>> {
         Box::pin(async move {
             let snap = if self.fresh {
                 self.host.sample().await
             } else {
                 self.host.snapshot(MAX_SNAPSHOT_AGE).await
             };
-            Ok(sections(&snap, &self.include, self.top_n))
+            Ok(shared_sections(&snap, &self.include, self.top_n))
         })
     }
+}
+
+/// [`sections`], built once per snapshot and selection, then shared.
+pub fn shared_sections(snap: &HostSnapshot, include: &[String], top_n: usize) -> Arc<Value> {
+    let mut outputs = match snap.outputs.lock() {
+        Ok(o) => o,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some((_, _, out)) = outputs.iter().find(|(i, n, _)| i == include && *n == top_n) {
+        return out.clone();
+    }
+    let out = Arc::new(sections(snap, include, top_n));
+    // A few selections per snapshot in practice; bound it regardless.
+    if outputs.len() < 32 {
+        outputs.push((include.to_vec(), top_n, out.clone()));
+    }
+    out
 }
 
 /// Processes per ranking in the cached rendering; other `top_n` values are

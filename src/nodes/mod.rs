@@ -42,6 +42,16 @@ pub trait NodeHandler: Send + Sync {
 pub trait NodeExecutor: Send + Sync {
     fn execute<'a>(&'a self, ctx: &'a NodeContext<'a>) -> BoxFuture<'a, Result<Value, NodeError>>;
 
+    /// What the engine calls: the output behind an `Arc`, so an executor
+    /// whose output is already built (the context node's rendering of a
+    /// snapshot) can hand it out without copying it.
+    fn execute_shared<'a>(
+        &'a self,
+        ctx: &'a NodeContext<'a>,
+    ) -> BoxFuture<'a, Result<Arc<Value>, NodeError>> {
+        Box::pin(async move { self.execute(ctx).await.map(Arc::new) })
+    }
+
     /// Other nodes this one reads (e.g. transform's `source_node`), with the
     /// config path that names them, so the loader can check they exist and
     /// run earlier.

@@ -176,7 +176,7 @@ pub struct StageExecution {
     pub started_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<u64>,
-    pub output: Option<Value>,
+    pub output: Option<std::sync::Arc<Value>>,
     pub error: Option<NodeError>,
 }
 
