@@ -481,7 +481,7 @@ impl RunState {
             .map(|(id, r)| EarlierNode {
                 id,
                 node_type: &r.node_type,
-                output: &*r.output,
+                output: &r.output,
                 failed: r.failed(),
             })
             .collect()

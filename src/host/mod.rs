@@ -71,8 +71,11 @@ pub struct HostSnapshot {
     /// Whole `context` outputs already built from this snapshot, by
     /// (sections, top_n): nodes asking the same share one.
     #[serde(skip)]
-    pub outputs: std::sync::Mutex<Vec<(Vec<String>, usize, Arc<serde_json::Value>)>>,
+    pub outputs: std::sync::Mutex<Vec<SharedOutput>>,
 }
+
+/// A `context` output built from a snapshot: (sections, top_n, output).
+pub type SharedOutput = (Vec<String>, usize, Arc<serde_json::Value>);
 
 /// Processes kept per ranking in a snapshot; nodes take their `top_n` of these.
 pub const TOP_PROCESSES: usize = 50;
