@@ -379,6 +379,13 @@ impl Engine {
                     stage.status = StageStatus::Succeeded;
                     stage.output = Some(output.clone());
                     self.save_stage(&stage)?;
+                    if node.executor.has_side_effects()
+                        && let Some(store) = &self.store
+                    {
+                        // Durable before going on: a crash from here on
+                        // must not send this notification again.
+                        store.flush_async().await?;
+                    }
                     tracing::info!(run_id = %state.record.run_id, node = %node.id, attempt, duration_ms = attempt_ms, "stage succeeded");
                     return Ok(NodeResult {
                         node_type: node.node_type.clone(),

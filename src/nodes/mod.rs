@@ -52,6 +52,13 @@ pub trait NodeExecutor: Send + Sync {
         Box::pin(async move { self.execute(ctx).await.map(Arc::new) })
     }
 
+    /// Whether the node acts on the world (sends a notification). The
+    /// engine makes such a stage's SUCCEEDED record durable at once, so a
+    /// crash right after cannot make a resumed run repeat it.
+    fn has_side_effects(&self) -> bool {
+        false
+    }
+
     /// Other nodes this one reads (e.g. transform's `source_node`), with the
     /// config path that names them, so the loader can check they exist and
     /// run earlier.

@@ -143,6 +143,10 @@ struct Notify {
 }
 
 impl NodeExecutor for Notify {
+    fn has_side_effects(&self) -> bool {
+        true
+    }
+
     fn execute<'a>(&'a self, ctx: &'a NodeContext<'a>) -> BoxFuture<'a, Result<Value, NodeError>> {
         Box::pin(async move {
             let message = compose(ctx, self.include_recommendations);
