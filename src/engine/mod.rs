@@ -384,7 +384,7 @@ impl Engine {
                     {
                         // Durable before going on: a crash from here on
                         // must not send this notification again.
-                        store.flush_async().await?;
+                        store.flush_grouped().await?;
                     }
                     tracing::info!(run_id = %state.record.run_id, node = %node.id, attempt, duration_ms = attempt_ms, "stage succeeded");
                     return Ok(NodeResult {

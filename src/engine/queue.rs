@@ -15,7 +15,7 @@ use chrono::Utc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +28,6 @@ pub enum QueueError {
     Flush(String),
 }
 
-type FlushWaiter = oneshot::Sender<Result<(), String>>;
-
 /// Accepts jobs durably and hands them to workers.
 pub struct Queue {
     store: Store,
@@ -37,7 +35,6 @@ pub struct Queue {
     depth: AtomicUsize,
     ready_tx: async_channel::Sender<String>,
     ready_rx: async_channel::Receiver<String>,
-    flush_tx: mpsc::UnboundedSender<FlushWaiter>,
     metrics: Arc<Metrics>,
 }
 
@@ -49,15 +46,12 @@ impl Queue {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Queue>, StoreError> {
         let (ready_tx, ready_rx) = async_channel::unbounded();
-        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
-        tokio::spawn(flusher(store.clone(), flush_rx));
         let queue = Arc::new(Queue {
             store: store.clone(),
             capacity,
             depth: AtomicUsize::new(0),
             ready_tx,
             ready_rx,
-            flush_tx,
             metrics,
         });
         let mut recovered = 0;
@@ -145,16 +139,13 @@ impl Queue {
         flushed
     }
 
-    /// Waits until everything written so far is on disk, sharing the flush
-    /// with every other caller waiting at the same time.
+    /// Waits until everything written so far is on disk (one flush shared
+    /// by every caller waiting at the same time).
     pub async fn flush(&self) -> Result<(), QueueError> {
-        let (tx, rx) = oneshot::channel();
-        self.flush_tx
-            .send(tx)
-            .map_err(|_| QueueError::Flush("the flusher has stopped".into()))?;
-        rx.await
-            .map_err(|_| QueueError::Flush("the flusher has stopped".into()))?
-            .map_err(QueueError::Flush)
+        self.store
+            .flush_grouped()
+            .await
+            .map_err(|e| QueueError::Flush(e.to_string()))
     }
 
     /// Starts `n` workers. They stop taking jobs when `stop` turns true.
@@ -294,20 +285,6 @@ impl Workers {
             );
             self.set.abort_all();
             while self.set.join_next().await.is_some() {}
-        }
-    }
-}
-
-/// One flush for every waiter that arrived while the previous one ran.
-async fn flusher(store: Store, mut rx: mpsc::UnboundedReceiver<FlushWaiter>) {
-    while let Some(first) = rx.recv().await {
-        let mut waiters = vec![first];
-        while let Ok(w) = rx.try_recv() {
-            waiters.push(w);
-        }
-        let result = store.flush_async().await.map_err(|e| e.to_string());
-        for w in waiters {
-            let _ = w.send(result.clone());
         }
     }
 }

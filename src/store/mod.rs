@@ -102,6 +102,8 @@ struct Inner {
     /// Live retention limits (config reload changes them).
     retention_secs: AtomicU64,
     max_runs: AtomicU64,
+    /// The group-commit flusher, started on first use.
+    flusher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushWaiter>>,
     path: PathBuf,
 }
 
@@ -138,6 +140,7 @@ impl Store {
                 run_count,
                 retention_secs: AtomicU64::new(options.retention.as_secs()),
                 max_runs: AtomicU64::new(options.max_runs),
+                flusher: std::sync::OnceLock::new(),
                 options,
                 path: dir.to_path_buf(),
             }),
@@ -361,6 +364,30 @@ impl Store {
         Ok(())
     }
 
+    /// Waits until everything written so far is on disk, sharing one flush
+    /// with every caller waiting at the same time (group commit). Concurrent
+    /// sled flushes of their own slow each other down badly; this runs one
+    /// at a time and answers everyone who asked before it started.
+    pub async fn flush_grouped(&self) -> Result<(), StoreError> {
+        let sender = self.inner.flusher.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(group_flusher(self.inner.db.clone(), rx));
+            tx
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Open {
+            path: self.inner.path.clone(),
+            message: "the flusher has stopped".into(),
+        };
+        sender.send(tx).map_err(|_| stopped())?;
+        rx.await
+            .map_err(|_| stopped())?
+            .map_err(|message| StoreError::Open {
+                path: self.inner.path.clone(),
+                message,
+            })
+    }
+
     /// Deletes up to `batch` runs that are past retention or beyond
     /// `max_runs`, oldest first; unfinished runs are kept until they are past
     /// retention. Returns how many it deleted.
@@ -398,6 +425,26 @@ impl Store {
             }
         }
         Ok(deleted)
+    }
+}
+
+type FlushWaiter = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// One flush for every waiter that arrived while the previous one ran.
+async fn group_flusher(db: sled::Db, mut rx: tokio::sync::mpsc::UnboundedReceiver<FlushWaiter>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let db = db.clone();
+        let result = match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
     }
 }
 
