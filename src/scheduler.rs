@@ -94,10 +94,14 @@ impl Scheduler {
                     timers.iter().map(|(n, t)| (n.clone(), t.next)).collect(),
                 ));
                 let earliest = timers.values().map(|t| t.next).min();
-                let sleep = earliest
-                    .and_then(|e| (e - Utc::now()).to_std().ok())
-                    .unwrap_or(Duration::ZERO)
-                    .min(MAX_SLEEP);
+                // Until the earliest tick (now, if it is past), and never
+                // longer than MAX_SLEEP so reloads are seen; with no timers
+                // at all, just MAX_SLEEP.
+                let sleep = match earliest {
+                    Some(e) => (e - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+                    None => MAX_SLEEP,
+                }
+                .min(MAX_SLEEP);
                 tokio::select! {
                     _ = stop.changed() => return,
                     _ = tokio::time::sleep(sleep) => {}
