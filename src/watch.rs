@@ -17,7 +17,7 @@ use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ impl Reloader {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let files = json_files(&self.dir)?;
+        let files = crate::definition::set::definition_files(&self.dir)?;
         let current = self.shared.load_full();
         let mut next: DefinitionSet = (*current).clone();
         let mut report = ReloadReport::default();
@@ -233,27 +233,4 @@ impl Drop for WatchHandle {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Every `*.json` regular file (through symlinks) directly in `dir`, except
-/// hidden ones (editors' temp files, ConfigMap's `..data` entries).
-fn json_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot read definitions directory {}: {e}", dir.display()),
-        )
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "json")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                && std::fs::metadata(p).is_ok_and(|m| m.is_file())
-        })
-        .collect();
-    files.sort();
-    Ok(files)
 }

@@ -30,23 +30,7 @@ impl DefinitionSet {
     /// recorded as invalid.
     pub fn load_dir(dir: &Path, handlers: &HandlerRegistry) -> Result<Self, std::io::Error> {
         let mut set = Self::with_builtin(handlers);
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot read definitions directory {}: {e}", dir.display()),
-            )
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "json")
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                    && p.is_file()
-            })
-            .collect();
-        paths.sort();
+        let paths = definition_files(dir)?;
         for path in paths {
             let name = definition_name(&path);
             match load_file(&path, handlers) {
@@ -161,6 +145,30 @@ impl DefinitionSet {
         }
         self.invalid.remove(name);
     }
+}
+
+/// Every `*.json` regular file (through symlinks) directly in `dir`, in
+/// name order, except hidden ones (editors' temp files, a ConfigMap's
+/// `..data` entries).
+pub fn definition_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot read definitions directory {}: {e}", dir.display()),
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                && p.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// The definition name for a file: its stem.
