@@ -120,6 +120,10 @@ pub struct WebhooksConfig {
     /// HMAC-SHA256 secrets by webhook source; a source with a secret must send
     /// `X-Herald-Signature: sha256=<hex of HMAC(body)>`.
     pub secrets: BTreeMap<String, String>,
+    /// A resolved incident whose alert fires again within this long is
+    /// re-opened; later, a new incident is opened.
+    #[serde(with = "serde_human")]
+    pub reopen_window: Duration,
 }
 
 impl Default for WebhooksConfig {
@@ -127,6 +131,7 @@ impl Default for WebhooksConfig {
         WebhooksConfig {
             default_route: DefaultRoute::Builtin,
             secrets: BTreeMap::new(),
+            reopen_window: Duration::from_secs(3600),
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod definition;
 pub mod engine;
 pub mod host;
 pub mod http;
+pub mod intake;
 pub mod metrics;
 pub mod nodes;
 pub mod payload;

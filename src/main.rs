@@ -4,6 +4,8 @@
 //! flags override config.toml. Errors are one line on stderr and a non-zero
 //! exit: 1 for a failed run or invalid definitions, 2 for bad usage.
 
+mod incidents_cli;
+
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use herald::config::Config;
@@ -90,6 +92,25 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         definition: Option<String>,
         /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or show incidents: alerts grouped by name and instance.
+    #[command(subcommand)]
+    Incidents(incidents_cli::IncidentsCommand),
+    /// Read an alert payload as a webhook would and print the driver, the
+    /// alerts, their fingerprints, the change each makes and the incident
+    /// each would join, and the definitions it would start.
+    Ingest {
+        /// The payload file, or `-` for standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Change nothing (required: real ingestion is the webhook's job).
+        #[arg(long)]
+        dry_run: bool,
+        /// Read the payload as this driver instead of detecting it.
+        #[arg(long, value_name = "NAME")]
+        driver: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -270,6 +291,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Validate { paths } => validate(setup, paths),
         Command::Runs(cmd) => runtime.block_on(runs(setup, cmd)),
         Command::Definitions { json } => runtime.block_on(definitions(setup, json)),
+        Command::Incidents(cmd) => runtime.block_on(incidents_cli::incidents(setup, cmd)),
+        Command::Ingest {
+            file,
+            dry_run,
+            driver,
+            json,
+        } => runtime.block_on(incidents_cli::ingest(setup, file, dry_run, driver, json)),
         Command::Check { definition, json } => runtime.block_on(check(setup, definition, json)),
     }
 }
@@ -353,6 +381,33 @@ impl Client {
             .build()
             .context("cannot build an HTTP client")?;
         Ok(Client { base, token, http })
+    }
+
+    /// POSTs a raw JSON body (a webhook payload as it is).
+    async fn call_text(&self, path: &str, body: String) -> Result<Value> {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the running daemon at {}", self.base))?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(value)
+        } else {
+            let message = value
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed");
+            bail!("{message} (daemon answered {status})")
+        }
     }
 
     async fn call(

@@ -25,6 +25,7 @@ pub struct Metrics {
     queue_depth: Gauge,
     queue_capacity: Gauge,
     webhooks: Family<Labels, Counter>,
+    alert_changes: Family<Labels, Counter>,
     http: Family<Labels, Counter>,
     definitions_loaded: Gauge,
     definitions_invalid: Gauge,
@@ -85,6 +86,12 @@ impl Metrics {
             "Webhook requests by driver and outcome",
             webhooks.clone(),
         );
+        let alert_changes = Family::<Labels, Counter>::default();
+        registry.register(
+            "alert_changes",
+            "Alerts received, by what they did to incidents (opened, joined, escalated, updated, resolved, closed, reopened, unchanged)",
+            alert_changes.clone(),
+        );
         let http = Family::<Labels, Counter>::default();
         registry.register(
             "http_requests",
@@ -125,6 +132,7 @@ impl Metrics {
             queue_depth,
             queue_capacity,
             webhooks,
+            alert_changes,
             http,
             definitions_loaded,
             definitions_invalid,
@@ -172,6 +180,17 @@ impl Metrics {
                 ("outcome", outcome.to_string()),
             ])
             .inc();
+    }
+
+    pub fn incident_changes(
+        &self,
+        counts: &std::collections::HashMap<crate::alerts::incident::Change, usize>,
+    ) {
+        for (change, n) in counts {
+            self.alert_changes
+                .get_or_create(&vec![("change", change.as_str().to_string())])
+                .inc_by(*n as u64);
+        }
     }
 
     pub fn http_request(&self, route: &str, code: u16) {

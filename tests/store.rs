@@ -29,6 +29,7 @@ fn run_at(ms: u64, definition: &str, status: RunStatus) -> PipelineRun {
         current_stage: None,
         current_node: None,
         incident_id: None,
+        intake: None,
         attempts: 1,
         max_retries: 3,
         last_error: None,

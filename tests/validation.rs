@@ -547,7 +547,6 @@ fn seed_definitions_validate_or_say_why() {
         &[
             "context_flow",
             "`_context_flow`",
-            "source_hint: unknown alert driver `pagerduty`",
             "driver `pagerduty` is not available",
         ],
     );

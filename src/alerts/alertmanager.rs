@@ -2,24 +2,19 @@
 //! alert group, each entry of `alerts` an alert of its own. Also reads a bare
 //! `{"alerts": [...]}` list without the envelope (the seed app's sample).
 //!
-//! The body is read straight into typed structs, never into a
-//! `serde_json::Value`: an alert storm's group can be tens of MB.
+//! The same entry shape is Grafana's unified alerting body and Prometheus's
+//! own alert list, so the streaming reader here serves those drivers too.
+//! The body is read straight into typed structs, one alert at a time, never
+//! into a `serde_json::Value`: an alert storm's group can be tens of MB.
 
-use super::{Alert, AlertStatus, PayloadError, Severity, fingerprint};
+use super::{Alert, AlertStatus, PayloadError, Severity};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 /// Alertmanager writes this `endsAt` for an alert that is still firing.
 const NO_END: &str = "0001-01-01T00:00:00Z";
-
-#[derive(Deserialize)]
-struct Envelope {
-    alerts: Vec<Entry>,
-    #[serde(default)]
-    status: Option<String>,
-}
 
 #[derive(Deserialize)]
 struct Entry {
@@ -85,84 +80,85 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// An object with an `alerts` member and without Grafana's envelope keys.
-pub fn looks_like(payload: &Value) -> bool {
-    payload.get("alerts").is_some() && !is_grafana(payload.get("orgId"), payload.get("state"))
+/// Reads an Alertmanager body, handing each alert to `f`; returns the count.
+pub fn scan_text(text: &str, f: &mut dyn FnMut(Alert)) -> Result<usize, PayloadError> {
+    scan_envelope(text, "alertmanager", f)
 }
 
-/// Grafana's unified alerting body has the same `alerts` list; its envelope
-/// carries `orgId`/`state`, which Alertmanager never sends.
-pub(crate) fn is_grafana<T>(org_id: Option<T>, state: Option<T>) -> bool {
-    org_id.is_some() || state.is_some()
-}
-
-pub fn normalize(payload: &Value) -> Result<Vec<Alert>, PayloadError> {
-    let envelope = Envelope::deserialize(payload).map_err(shape_error)?;
-    if envelope.alerts.is_empty() {
-        return Err(empty());
-    }
-    let group = envelope.status;
-    envelope
-        .alerts
-        .into_iter()
-        .enumerate()
-        .map(|(i, entry)| convert(i, entry, group.as_deref()))
-        .collect()
-}
-
-/// Reads the webhook body text directly.
-pub fn normalize_text(text: &str) -> Result<Vec<Alert>, PayloadError> {
-    let mut alerts = Vec::new();
-    scan_text(text, |a| alerts.push(a))?;
-    Ok(alerts)
-}
-
-/// Hands each alert of the body to `f` as it is read, one at a time, so a
-/// group of any size is read in the memory of one alert. Returns the count.
-pub fn scan_text(text: &str, mut f: impl FnMut(Alert)) -> Result<usize, PayloadError> {
-    let mut de = serde_json::Deserializer::from_str(text);
+/// Streams the `alerts` of an envelope (`{"status", "alerts": [...]}`).
+pub(crate) fn scan_envelope(
+    text: &str,
+    source: &'static str,
+    f: &mut dyn FnMut(Alert),
+) -> Result<usize, PayloadError> {
     let mut failure = None;
+    let mut de = serde_json::Deserializer::from_str(text);
     let seed = EnvelopeSeed {
-        f: &mut f,
-        failure: &mut failure,
+        reader: Reader {
+            f,
+            failure: &mut failure,
+            source,
+            group_status: None,
+            path: "alerts",
+        },
     };
-    let count = seed.deserialize(&mut de);
+    let count = de.deserialize_map(seed);
+    finish(source, de, count, failure, || {
+        PayloadError(format!("{source}: missing required field `alerts`"))
+    })
+}
+
+/// Streams a top-level list of alerts (Prometheus's `/api/v2/alerts` body).
+pub(crate) fn scan_list(
+    text: &str,
+    source: &'static str,
+    f: &mut dyn FnMut(Alert),
+) -> Result<usize, PayloadError> {
+    let mut failure = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let reader = Reader {
+        f,
+        failure: &mut failure,
+        source,
+        group_status: None,
+        path: "",
+    };
+    let count = de.deserialize_seq(reader).map(Some);
+    finish(source, de, count, failure, || unreachable_none(source))
+}
+
+fn unreachable_none(source: &str) -> PayloadError {
+    PayloadError(format!("{source}: expected a list of alerts"))
+}
+
+fn finish(
+    source: &str,
+    mut de: serde_json::Deserializer<serde_json::de::StrRead<'_>>,
+    count: Result<Option<usize>, serde_json::Error>,
+    failure: Option<PayloadError>,
+    missing: impl FnOnce() -> PayloadError,
+) -> Result<usize, PayloadError> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let count = count.map_err(shape_error)?;
-    de.end().map_err(shape_error)?;
+    let shape = |e: serde_json::Error| PayloadError(format!("not a {source} payload: {e}"));
+    let count = count.map_err(shape)?;
+    de.end().map_err(shape)?;
     match count {
-        None => Err(PayloadError(
-            "not an Alertmanager webhook: missing field `alerts`".to_string(),
-        )),
-        Some(0) => Err(empty()),
+        None => Err(missing()),
+        Some(0) => Err(PayloadError(format!(
+            "{source}: the `alerts` list is empty"
+        ))),
         Some(n) => Ok(n),
     }
 }
 
-fn empty() -> PayloadError {
-    PayloadError("the `alerts` list is empty".to_string())
+/// Reads the envelope's members, streaming `alerts` through the reader.
+struct EnvelopeSeed<'a> {
+    reader: Reader<'a>,
 }
 
-fn shape_error(e: serde_json::Error) -> PayloadError {
-    PayloadError(format!("not an Alertmanager webhook: {e}"))
-}
-
-/// Reads the envelope's members, streaming `alerts` through the callback.
-struct EnvelopeSeed<'a, F> {
-    f: &'a mut F,
-    failure: &'a mut Option<PayloadError>,
-}
-
-impl<'de, F: FnMut(Alert)> DeserializeSeed<'de> for EnvelopeSeed<'_, F> {
-    type Value = Option<usize>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, F: FnMut(Alert)> Visitor<'de> for EnvelopeSeed<'_, F> {
+impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
     type Value = Option<usize>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an object with an `alerts` list")
@@ -170,13 +166,17 @@ impl<'de, F: FnMut(Alert)> Visitor<'de> for EnvelopeSeed<'_, F> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<usize>, A::Error> {
         let mut count = None;
         let mut group_status: Option<String> = None;
+        let reader = self.reader;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "alerts" => {
-                    count = Some(map.next_value_seed(AlertsSeed {
-                        f: &mut *self.f,
-                        failure: &mut *self.failure,
-                        group_status: group_status.as_deref(),
+                "alerts" if count.is_none() => {
+                    let status = group_status.clone();
+                    count = Some(map.next_value_seed(Reader {
+                        f: &mut *reader.f,
+                        failure: &mut *reader.failure,
+                        source: reader.source,
+                        group_status: status.as_deref(),
+                        path: reader.path,
                     })?)
                 }
                 // Alertmanager writes `status` before `alerts`; entries
@@ -191,28 +191,32 @@ impl<'de, F: FnMut(Alert)> Visitor<'de> for EnvelopeSeed<'_, F> {
     }
 }
 
-struct AlertsSeed<'a, F> {
-    f: &'a mut F,
+/// Reads a list of alert entries, converting and handing over each.
+struct Reader<'a> {
+    f: &'a mut dyn FnMut(Alert),
     failure: &'a mut Option<PayloadError>,
+    source: &'static str,
     group_status: Option<&'a str>,
+    /// How the list is named in errors (`alerts`, or empty for a bare list).
+    path: &'static str,
 }
 
-impl<'de, F: FnMut(Alert)> DeserializeSeed<'de> for AlertsSeed<'_, F> {
+impl<'de> DeserializeSeed<'de> for Reader<'_> {
     type Value = usize;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de, F: FnMut(Alert)> Visitor<'de> for AlertsSeed<'_, F> {
+impl<'de> Visitor<'de> for Reader<'_> {
     type Value = usize;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a list of alerts")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
         let mut i = 0;
-        while let Some(entry) = seq.next_element::<Entry>()? {
-            match convert(i, entry, self.group_status) {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            match convert(i, raw, self.group_status, self.source, self.path) {
                 Ok(alert) => (self.f)(alert),
                 Err(e) => {
                     let message = e.0.clone();
@@ -232,44 +236,54 @@ fn strings(map: BTreeMap<String, Scalar>) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn convert(i: usize, entry: Entry, group_status: Option<&str>) -> Result<Alert, PayloadError> {
+fn convert(
+    i: usize,
+    raw: &RawValue,
+    group_status: Option<&str>,
+    source: &'static str,
+    path: &str,
+) -> Result<Alert, PayloadError> {
+    let at = format!("{path}[{i}]");
+    let entry: Entry = serde_json::from_str(raw.get())
+        .map_err(|e| PayloadError(format!("{source}: `{at}` is not an alert: {e}")))?;
     let labels = strings(entry.labels);
     let annotations = strings(entry.annotations);
-    let name = labels
-        .get("alertname")
-        .cloned()
-        .ok_or_else(|| PayloadError(format!("alerts[{i}].labels has no `alertname`")))?;
-    let status_text = entry.status.as_deref().or(group_status).unwrap_or("firing");
-    let status = AlertStatus::parse(status_text).ok_or_else(|| {
+    let name = labels.get("alertname").cloned().ok_or_else(|| {
         PayloadError(format!(
-            "alerts[{i}].status `{status_text}` is neither \"firing\" nor \"resolved\""
+            "{source}: missing required field `{at}.labels.alertname`"
         ))
     })?;
-    let severity_text = labels.get("severity").cloned();
-    let severity = severity_text.as_deref().and_then(Severity::parse);
-    let description = ["description", "summary", "message"]
+    let ends_at = entry.ends_at.filter(|t| !t.is_empty() && t != NO_END);
+    let (status, status_raw) = match entry.status.as_deref().or(group_status) {
+        Some(text) => match AlertStatus::parse(text) {
+            Some(s) => (s, None),
+            // An unknown word is kept; the alert counts as firing, because
+            // dropping it could hide a real problem.
+            None => (AlertStatus::Firing, Some(text.to_string())),
+        },
+        // Prometheus's own list has no status: an end in the past means resolved.
+        None => (ended(ends_at.as_deref()), None),
+    };
+    let mut alert = Alert::new(source, name, status);
+    alert.status_raw = status_raw;
+    alert.set_severity(labels.get("severity").map(String::as_str), Severity::parse);
+    alert.description = ["description", "summary", "message"]
         .iter()
         .find_map(|k| annotations.get(*k).cloned())
         .unwrap_or_default();
-    let fp = entry
-        .fingerprint
-        .filter(|f| !f.is_empty())
-        .unwrap_or_else(|| fingerprint(&name, &labels));
-    Ok(Alert {
-        fingerprint: fp,
-        name,
-        status,
-        severity: severity.unwrap_or(Severity::Warning),
-        severity_raw: match (severity_text, severity) {
-            (Some(raw), None) => Some(raw),
-            _ => None,
-        },
-        description,
-        starts_at: entry.starts_at.filter(|t| !t.is_empty()),
-        ends_at: entry.ends_at.filter(|t| !t.is_empty() && t != NO_END),
-        source: "alertmanager".to_string(),
-        generator_url: entry.generator_url.filter(|u| !u.is_empty()),
-        labels,
-        annotations,
-    })
+    alert.starts_at = entry.starts_at.filter(|t| !t.is_empty());
+    alert.ends_at = ends_at;
+    alert.generator_url = entry.generator_url.filter(|u| !u.is_empty());
+    alert.labels = labels;
+    alert.annotations = annotations;
+    alert.raw = Some(raw.to_owned());
+    Ok(alert.fingerprint_or_hash(entry.fingerprint))
+}
+
+/// Resolved when `ends_at` is a time already past.
+fn ended(ends_at: Option<&str>) -> AlertStatus {
+    match ends_at.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+        Some(end) if end <= chrono::Utc::now() => AlertStatus::Resolved,
+        _ => AlertStatus::Firing,
+    }
 }

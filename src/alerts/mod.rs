@@ -1,50 +1,161 @@
-//! Webhook payloads → normalized [`Alert`]s, and the incident they form.
+//! Webhook payloads → normalized [`Alert`]s.
 //!
-//! One module per payload format. [`normalize`] picks the driver (or takes
-//! the one it is told) and returns every alert in the payload: an Alertmanager
-//! group carries many.
+//! One module per sender's format. [`detect`] picks the driver from the
+//! shape of the body (or the caller forces one), and [`scan_text`] hands
+//! every alert of the payload over one at a time: an Alertmanager group can
+//! carry thousands, and a storm's body tens of MB. What those alerts do to
+//! incidents is [`incident`]'s business.
 
 pub mod alertmanager;
+pub mod datadog;
+pub mod detect;
+mod fields;
 pub mod generic;
+pub mod grafana;
+pub mod herald;
+pub mod incident;
+pub mod newrelic;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod prometheus;
+pub mod zabbix;
+
+pub use detect::{DRIVERS, detect_text};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// An alert in herald's own shape, whatever system sent it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
     /// The sender's id for the alert when it has one, else a hash of name and labels.
     pub fingerprint: String,
     pub name: String,
     pub status: AlertStatus,
+    /// The status as the sender wrote it, when it was not a word herald maps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_raw: Option<String>,
     pub severity: Severity,
     /// The severity as the sender wrote it, when it did not map cleanly.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity_raw: Option<String>,
     pub description: String,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ends_at: Option<String>,
-    /// The driver that read it: `alertmanager`, `generic`, …
+    /// The driver that read it: `alertmanager`, `grafana`, …
     pub source: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
+    /// The sender's own JSON for this alert, as it came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Box<RawValue>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+impl PartialEq for Alert {
+    fn eq(&self, other: &Alert) -> bool {
+        self.fingerprint == other.fingerprint
+            && self.name == other.name
+            && self.status == other.status
+            && self.status_raw == other.status_raw
+            && self.severity == other.severity
+            && self.severity_raw == other.severity_raw
+            && self.description == other.description
+            && self.labels == other.labels
+            && self.annotations == other.annotations
+            && self.starts_at == other.starts_at
+            && self.ends_at == other.ends_at
+            && self.source == other.source
+            && self.generator_url == other.generator_url
+            && self.raw.as_ref().map(|r| r.get()) == other.raw.as_ref().map(|r| r.get())
+    }
+}
+
+impl Alert {
+    /// An alert with the given identity and nothing else filled in; drivers
+    /// set the rest.
+    pub(crate) fn new(source: &str, name: String, status: AlertStatus) -> Alert {
+        Alert {
+            fingerprint: String::new(),
+            name,
+            status,
+            status_raw: None,
+            severity: Severity::Warning,
+            severity_raw: None,
+            description: String::new(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            starts_at: None,
+            ends_at: None,
+            source: source.to_string(),
+            generator_url: None,
+            raw: None,
+        }
+    }
+
+    /// Sets the severity from the sender's word through `map`; a word the
+    /// map does not know keeps the default (warning) and is kept as
+    /// `severity_raw`.
+    pub(crate) fn set_severity(&mut self, text: Option<&str>, map: fn(&str) -> Option<Severity>) {
+        if let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) {
+            match map(text) {
+                Some(s) => self.severity = s,
+                None => self.severity_raw = Some(text.to_string()),
+            }
+        }
+    }
+
+    /// Falls back to the hash of name and labels when the sender gave no id.
+    pub(crate) fn fingerprint_or_hash(mut self, id: Option<String>) -> Alert {
+        self.fingerprint = id
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| fingerprint(&self.name, &self.labels));
+        self
+    }
+
+    /// The host or instance this alert is about, from its labels.
+    pub fn instance(&self) -> Option<&str> {
+        instance_of(self)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
     Firing,
     Resolved,
 }
 
+impl AlertStatus {
+    /// The common vocabulary (Alertmanager, Grafana, generic JSON).
+    pub fn parse(text: &str) -> Option<AlertStatus> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "firing" | "alerting" | "triggered" | "problem" | "open" | "active" => {
+                Some(AlertStatus::Firing)
+            }
+            "resolved" | "ok" | "normal" | "closed" | "recovered" => Some(AlertStatus::Resolved),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
 /// Ordered so that `max` is the worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -53,7 +164,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    /// Maps the common vocabularies; `None` for a word it does not know.
+    /// The common vocabulary; `None` for a word it does not know.
     pub fn parse(text: &str) -> Option<Severity> {
         match text.trim().to_ascii_lowercase().as_str() {
             "critical" | "crit" | "error" | "high" | "page" | "p1" | "p2" | "disaster"
@@ -75,133 +186,71 @@ impl Severity {
     }
 }
 
-impl AlertStatus {
-    pub fn parse(text: &str) -> Option<AlertStatus> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "firing" | "alerting" | "triggered" | "problem" | "open" | "active" => {
-                Some(AlertStatus::Firing)
-            }
-            "resolved" | "ok" | "normal" | "closed" | "recovered" => Some(AlertStatus::Resolved),
-            _ => None,
-        }
-    }
-}
-
 /// Why a payload could not be read as alerts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct PayloadError(pub String);
 
-/// Payload formats known to this build.
-pub const DRIVERS: &[&str] = &["alertmanager", "generic"];
-
-/// Reads every alert in `payload`. `driver` forces a format; `None` or
+/// Reads every alert in the JSON text. `driver` forces a format; `None` or
 /// `"auto"` detects it.
-pub fn normalize(
-    payload: &Value,
-    driver: Option<&str>,
-) -> Result<(String, Vec<Alert>), PayloadError> {
-    let driver = match driver {
-        None | Some("auto") => detect(payload),
-        Some(d) => d,
-    };
-    let alerts = match driver {
-        "alertmanager" => alertmanager::normalize(payload)?,
-        "generic" => generic::normalize(payload)?,
-        other => return Err(unknown_driver(other)),
-    };
-    Ok((driver.to_string(), alerts))
-}
-
-/// Like [`normalize`], from the JSON text, without building a `Value` of
-/// the whole body for the formats that can be read directly.
 pub fn normalize_text(
     text: &str,
     driver: Option<&str>,
 ) -> Result<(String, Vec<Alert>), PayloadError> {
-    let driver = match driver {
-        None | Some("auto") => detect_text(text),
-        Some(d) => d,
-    };
-    let alerts = match driver {
-        "alertmanager" => alertmanager::normalize_text(text)?,
-        "generic" => {
-            let value: Value = serde_json::from_str(text)
-                .map_err(|e| PayloadError(format!("invalid JSON: {e}")))?;
-            generic::normalize(&value)?
-        }
-        other => return Err(unknown_driver(other)),
-    };
-    Ok((driver.to_string(), alerts))
+    let mut alerts = Vec::new();
+    let (driver, _) = scan_text(text, driver, |a| alerts.push(a))?;
+    Ok((driver, alerts))
 }
 
 /// Hands every alert in the JSON text to `f`, one at a time; returns the
-/// driver and the count. Alertmanager groups are streamed, so a body of any
-/// size is read in the memory of one alert.
+/// driver and the count. The list formats (Alertmanager, Grafana,
+/// Prometheus) are streamed, so a body of any size is read in the memory of
+/// one alert; the others are small and read whole.
 pub fn scan_text(
     text: &str,
     driver: Option<&str>,
     mut f: impl FnMut(Alert),
 ) -> Result<(String, usize), PayloadError> {
     let driver = match driver {
-        None | Some("auto") => detect_text(text),
-        Some(d) => d,
+        None | Some("auto") => detect_text(text)?,
+        Some(d) => detect::known(d)?,
     };
     let count = match driver {
-        "alertmanager" => alertmanager::scan_text(text, f)?,
-        "generic" => {
-            let (_, alerts) = normalize_text(text, Some("generic"))?;
+        "alertmanager" => alertmanager::scan_text(text, &mut f)?,
+        "grafana" => grafana::scan_text(text, &mut f)?,
+        "prometheus" => prometheus::scan_text(text, &mut f)?,
+        other => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| PayloadError(format!("invalid JSON: {e}")))?;
+            let alerts = match other {
+                "pagerduty" => pagerduty::normalize(&value)?,
+                "datadog" => datadog::normalize(&value)?,
+                "newrelic" => newrelic::normalize(&value)?,
+                "opsgenie" => opsgenie::normalize(&value)?,
+                "zabbix" => zabbix::normalize(&value)?,
+                "herald" => herald::normalize(&value)?,
+                _ => generic::normalize(&value)?,
+            };
             let n = alerts.len();
             alerts.into_iter().for_each(&mut f);
             n
         }
-        other => return Err(unknown_driver(other)),
     };
     Ok((driver.to_string(), count))
 }
 
-fn unknown_driver(name: &str) -> PayloadError {
-    PayloadError(format!(
-        "unknown alert driver `{name}`; known: {}",
-        DRIVERS.join(", ")
-    ))
-}
-
-/// Picks the driver whose shape the payload has.
-pub fn detect(payload: &Value) -> &'static str {
-    if alertmanager::looks_like(payload) {
-        "alertmanager"
-    } else {
-        "generic"
-    }
-}
-
-/// [`detect`] on JSON text: reads only the top-level keys.
-pub fn detect_text(text: &str) -> &'static str {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        alerts: Option<serde::de::IgnoredAny>,
-        #[serde(rename = "orgId")]
-        org_id: Option<serde::de::IgnoredAny>,
-        state: Option<serde::de::IgnoredAny>,
-    }
-    match serde_json::from_str::<Probe>(text) {
-        Ok(p) if p.alerts.is_some() && !alertmanager::is_grafana(p.org_id, p.state) => {
-            "alertmanager"
-        }
-        _ => "generic",
-    }
-}
-
-/// The incident an alert belongs to: one per (name, instance).
+/// The host or instance an alert is about: the first of its `instance`,
+/// `instance_id`, `hostname` and `host` labels. Incidents group by it.
 pub fn instance_of(alert: &Alert) -> Option<&str> {
     ["instance", "instance_id", "hostname", "host"]
         .iter()
         .find_map(|k| alert.labels.get(*k).map(String::as_str))
+        .filter(|s| !s.is_empty())
 }
 
 /// A stable fingerprint for senders that give none: sha256 of the name and
-/// the labels sorted by key, first 16 hex digits.
+/// the labels sorted by key (`name`, then `\0key=value` for each), first 16
+/// hex digits.
 pub fn fingerprint(name: &str, labels: &BTreeMap<String, String>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
@@ -215,35 +264,6 @@ pub fn fingerprint(name: &str, labels: &BTreeMap<String, String>) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// A JSON object's string-ish members as a label map (numbers and booleans
-/// are written out; nested values are skipped).
-pub(crate) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Some(Value::Object(map)) = value {
-        for (k, v) in map {
-            if let Some(s) = scalar_text(v) {
-                out.insert(k.clone(), s);
-            }
-        }
-    }
-    out
-}
-
-pub(crate) fn scalar_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-pub(crate) fn first_string<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
-    keys.iter()
-        .find_map(|k| map.get(*k).and_then(Value::as_str))
-        .filter(|s| !s.trim().is_empty())
 }
 
 #[cfg(test)]

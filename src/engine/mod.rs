@@ -40,6 +40,9 @@ pub struct RunRequest {
     pub environment: Option<String>,
     pub trace_id: Option<String>,
     pub incident_id: Option<String>,
+    /// What the alerts in the payload did to incidents, when they were
+    /// applied on arrival (see [`crate::intake`]).
+    pub intake: Option<Arc<Value>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,7 @@ impl Engine {
             current_stage: None,
             current_node: None,
             incident_id: request.incident_id,
+            intake: request.intake,
             attempts: 1,
             max_retries: definition.defaults.max_retries,
             last_error: None,
@@ -114,7 +118,17 @@ impl Engine {
         definition: &Definition,
         request: RunRequest,
     ) -> Result<RunResult, EngineError> {
-        let mut record = Self::new_record(definition, request);
+        self.run_record(definition, Self::new_record(definition, request))
+            .await
+    }
+
+    /// Runs a record made by [`new_record`](Self::new_record) (when the
+    /// caller needs the run id before the run starts).
+    pub async fn run_record(
+        &self,
+        definition: &Definition,
+        mut record: PipelineRun,
+    ) -> Result<RunResult, EngineError> {
         record.started_at = Some(Utc::now());
         self.drive(definition, RunState::new(record, 0), IndexMap::new())
             .await
@@ -347,6 +361,7 @@ impl Engine {
                     environment: state.record.environment.as_deref(),
                     payload: &state.record.payload,
                     incident_id: state.record.incident_id.as_deref(),
+                    intake: state.record.intake.as_deref(),
                     earlier: &earlier,
                 };
                 match tokio::time::timeout(node.timeout, node.executor.execute_shared(&ctx)).await {

@@ -89,16 +89,32 @@ impl Queue {
     /// Makes new runs durable, then queues them. Either all are accepted or
     /// none; a full queue is an error before anything is written.
     pub async fn enqueue(&self, runs: &[PipelineRun]) -> Result<(), QueueError> {
-        self.enqueue_jobs(runs, JobKind::Run).await
+        self.enqueue_jobs(runs, JobKind::Run, || Ok(())).await
+    }
+
+    /// Like [`enqueue`](Self::enqueue), and writes `after` once the jobs are
+    /// written and before the flush: a record that, if it survives a crash,
+    /// proves the jobs did too (sled recovers a prefix of its writes).
+    pub async fn enqueue_then(
+        &self,
+        runs: &[PipelineRun],
+        after: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), QueueError> {
+        self.enqueue_jobs(runs, JobKind::Run, after).await
     }
 
     /// Queues a FAILED run to be resumed.
     pub async fn enqueue_resume(&self, run: &PipelineRun) -> Result<(), QueueError> {
-        self.enqueue_jobs(std::slice::from_ref(run), JobKind::Resume)
+        self.enqueue_jobs(std::slice::from_ref(run), JobKind::Resume, || Ok(()))
             .await
     }
 
-    async fn enqueue_jobs(&self, runs: &[PipelineRun], kind: JobKind) -> Result<(), QueueError> {
+    async fn enqueue_jobs(
+        &self,
+        runs: &[PipelineRun],
+        kind: JobKind,
+        after: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), QueueError> {
         let n = runs.len();
         let reserved = self.depth.fetch_add(n, Ordering::AcqRel);
         if reserved + n > self.capacity {
@@ -118,7 +134,7 @@ impl Queue {
                     self.store.put_run(run)?;
                 }
             }
-            Ok(())
+            after()
         })();
         if let Err(e) = written {
             self.depth.fetch_sub(n, Ordering::AcqRel);

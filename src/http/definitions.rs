@@ -1,6 +1,6 @@
 //! Definitions: list, detail with recent runs, validate, execute.
 
-use super::pipelines::{engine_error, enqueue, run_request};
+use super::pipelines::{enqueue_tracked, run_request, run_tracked, track};
 use super::response::{ApiError, Resp, json};
 use super::{App, body, is_async};
 use crate::definition::{Definition, parse_definition};
@@ -117,20 +117,17 @@ fn runnable(app: &App, name: &str) -> Result<Arc<Definition>, ApiError> {
 pub async fn execute(app: &App, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let asynchronous = is_async(&req, false)?;
     let definition = runnable(app, name)?;
-    let request = run_request(app, req).await?;
+    let mut request = run_request(app, req).await?;
     if asynchronous {
+        let tracked = track(app, &mut request).await?;
         let record = Engine::new_record(&definition, request);
-        enqueue(app, std::slice::from_ref(&record)).await?;
+        enqueue_tracked(app, &record, tracked).await?;
         return Ok(json(
             StatusCode::ACCEPTED,
             &json!({"status": "accepted", "run_id": record.run_id, "trace_id": record.trace_id, "definition": name}),
         ));
     }
-    let result = app
-        .engine
-        .run(&definition, request)
-        .await
-        .map_err(engine_error)?;
+    let result = run_tracked(app, &definition, request).await?;
     Ok(json(StatusCode::OK, &json!(result)))
 }
 

@@ -10,6 +10,7 @@
 mod auth;
 mod body;
 mod definitions;
+mod incidents;
 mod ops;
 mod pipelines;
 mod response;
@@ -55,6 +56,8 @@ pub struct App {
     pub reloader: Arc<Reloader>,
     pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
+    /// Held while a delivery changes incidents and writes its runs.
+    pub intake_lock: Arc<tokio::sync::Mutex<()>>,
     tokens: ArcSwap<Tokens>,
     limiter: ArcSwapOption<RateLimiter>,
 }
@@ -88,6 +91,7 @@ impl App {
             reloader,
             scheduler,
             metrics,
+            intake_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 }
@@ -245,6 +249,8 @@ async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Res
         Route::DefinitionValidate(name) => definitions::validate(app, &name, req).await,
         Route::DefinitionExecute(name) => definitions::execute(app, &name, req).await,
         Route::WebhookProbe => Ok(webhooks::probe()),
+        Route::IncidentList => incidents::list(app, &req),
+        Route::IncidentDetail(id) => incidents::detail(app, &id),
         Route::Webhook(driver) => webhooks::accept(app, driver.as_deref(), req).await,
     }
 }

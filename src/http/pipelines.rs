@@ -1,15 +1,18 @@
 //! Runs: the built-in pipeline (async and sync), listing, detail, resume.
 
 use super::response::{ApiError, Resp, json};
+use super::webhooks::finish_delivery;
 use super::{App, body, is_async, query_pairs};
 use crate::definition::{BUILTIN_NAME, Definition};
 use crate::engine::queue::QueueError;
 use crate::engine::{Engine, EngineError, RunRequest};
+use crate::intake;
 use crate::store::{RunQuery, RunStatus};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use tokio::sync::OwnedMutexGuard;
 
 /// Reads `{payload, source?, trace_id?, environment?, incident_id?}`.
 pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest, ApiError> {
@@ -43,7 +46,78 @@ pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest
         trace_id: text("trace_id")?,
         environment: text("environment")?,
         incident_id: text("incident_id")?,
+        intake: None,
     })
+}
+
+/// Applies the payload's alerts to incidents when it reads as alerts (the
+/// seed app's pipeline endpoint created incidents too); anything else runs
+/// as it is, and the ingest node, if any, says what is wrong with it. The
+/// returned closure finishes the delivery once the run ids are known.
+pub async fn track(
+    app: &App,
+    request: &mut RunRequest,
+) -> Result<Option<(intake::Received, OwnedMutexGuard<()>)>, ApiError> {
+    let Some(text) = request.payload.text() else {
+        return Ok(None);
+    };
+    let driver = request
+        .source
+        .as_deref()
+        .filter(|s| crate::alerts::detect::known(s).is_ok());
+    let guard = app.intake_lock.clone().lock_owned().await;
+    let window = app.config.load().webhooks.reopen_window;
+    let delivery = intake::new_delivery_id();
+    match intake::receive(&mut app.store.book(), text, driver, &[], &delivery, window) {
+        Ok(received) => {
+            app.metrics.incident_changes(&received.counts);
+            request.intake = Some(Arc::new(received.summary()));
+            if request.incident_id.is_none() {
+                request.incident_id = received.primary_incident().map(str::to_string);
+            }
+            Ok(Some((received, guard)))
+        }
+        Err(intake::IntakeError::Payload(_)) => Ok(None),
+        Err(intake::IntakeError::Store(e)) => Err(ApiError::internal(e)),
+    }
+}
+
+/// Queues one run; when its payload changed incidents, the delivery is
+/// finished in the same durable write.
+pub async fn enqueue_tracked(
+    app: &App,
+    record: &crate::store::PipelineRun,
+    tracked: Option<(intake::Received, OwnedMutexGuard<()>)>,
+) -> Result<(), ApiError> {
+    let records = std::slice::from_ref(record);
+    match tracked {
+        Some((received, guard)) => {
+            let finish = finish_delivery(app, &received, vec![record.run_id.clone()], guard);
+            app.queue
+                .enqueue_then(records, finish)
+                .await
+                .map_err(queue_error)
+        }
+        None => enqueue(app, records).await,
+    }
+}
+
+/// Runs one definition now; a tracked delivery is finished before it runs.
+pub async fn run_tracked(
+    app: &App,
+    definition: &Definition,
+    mut request: RunRequest,
+) -> Result<crate::engine::RunResult, ApiError> {
+    let tracked = track(app, &mut request).await?;
+    let record = Engine::new_record(definition, request);
+    if let Some((received, guard)) = tracked {
+        finish_delivery(app, &received, vec![record.run_id.clone()], guard)()
+            .map_err(ApiError::internal)?;
+    }
+    app.engine
+        .run_record(definition, record)
+        .await
+        .map_err(engine_error)
 }
 
 pub fn builtin(app: &App) -> Result<Arc<Definition>, ApiError> {
@@ -90,10 +164,11 @@ pub fn engine_error(e: EngineError) -> ApiError {
 }
 
 pub async fn accept(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let request = run_request(app, req).await?;
+    let mut request = run_request(app, req).await?;
     let definition = builtin(app)?;
+    let tracked = track(app, &mut request).await?;
     let record = Engine::new_record(&definition, request);
-    enqueue(app, std::slice::from_ref(&record)).await?;
+    enqueue_tracked(app, &record, tracked).await?;
     Ok(json(
         StatusCode::ACCEPTED,
         &json!({"status": "accepted", "run_id": record.run_id, "trace_id": record.trace_id, "definition": record.definition}),
@@ -103,11 +178,7 @@ pub async fn accept(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError>
 pub async fn sync(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let request = run_request(app, req).await?;
     let definition = builtin(app)?;
-    let result = app
-        .engine
-        .run(&definition, request)
-        .await
-        .map_err(engine_error)?;
+    let result = run_tracked(app, &definition, request).await?;
     Ok(json(StatusCode::OK, &json!(result)))
 }
 

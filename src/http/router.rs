@@ -23,6 +23,8 @@ pub enum Route {
     DefinitionExecute(String),
     WebhookProbe,
     Webhook(Option<String>),
+    IncidentList,
+    IncidentDetail(String),
 }
 
 impl Route {
@@ -50,6 +52,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/orchestration/definitions/{name}/execute/", &["post"]),
     ("/alerts/webhook/", &["get", "post"]),
     ("/alerts/webhook/{driver}/", &["get", "post"]),
+    ("/alerts/incidents/", &["get"]),
+    ("/alerts/incidents/{id}/", &["get"]),
 ];
 
 pub enum Miss {
@@ -127,6 +131,13 @@ pub fn route(method: &Method, path: &str) -> Result<(Route, &'static str), Miss>
             Route::DefinitionExecute(name.to_string()),
             "/orchestration/definitions/{name}/execute/",
             "POST",
+        ),
+        ["alerts", "incidents"] => one(get, Route::IncidentList, "/alerts/incidents/", "GET"),
+        ["alerts", "incidents", id] => one(
+            get,
+            Route::IncidentDetail(id.to_string()),
+            "/alerts/incidents/{id}/",
+            "GET",
         ),
         ["alerts", "webhook"] | ["alerts", "webhook", _] => {
             let pattern = if segments.len() == 2 {

@@ -1,18 +1,23 @@
 //! `/alerts/webhook/` and `/alerts/webhook/<driver>/`: the provider's raw
-//! body in, durable jobs out. Each definition whose `trigger` matches one of
-//! the alerts gets a run; when none does, the built-in pipeline runs
-//! (`webhooks.default_route`). `GET` on these paths is a readiness probe.
+//! body in, incidents updated and durable jobs out. Each definition whose
+//! `trigger` matches an alert that changed gets a run; when none does, the
+//! built-in pipeline runs (`webhooks.default_route`); when nothing changed
+//! (a re-send), nothing runs. `GET` on these paths is a readiness probe.
 
 use super::auth::verify_signature;
-use super::pipelines::{builtin, enqueue};
+use super::pipelines::{builtin, queue_error};
 use super::response::{ApiError, Resp, json};
 use super::{App, body};
 use crate::alerts;
 use crate::config::DefaultRoute;
+use crate::engine::queue::QueueError;
 use crate::engine::{Engine, RunRequest};
+use crate::intake;
+use crate::store::Delivery;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::json;
+use std::sync::Arc;
 
 pub fn probe() -> Resp {
     json(StatusCode::OK, &json!({"status": "ready"}))
@@ -40,17 +45,16 @@ async fn accept_inner(
     driver: Option<&str>,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    if let Some(d) = driver
-        && !alerts::DRIVERS.contains(&d)
-    {
-        return Err(ApiError::not_found(
-            "unknown_driver",
-            format!(
-                "no webhook driver `{d}`; known: {}",
-                alerts::DRIVERS.join(", ")
-            ),
-        ));
-    }
+    let forced = match driver {
+        Some(d) => Some(alerts::detect::known(d).map_err(|e| {
+            ApiError::not_found("unknown_driver", format!("no webhook driver `{d}`: {e}"))
+        })?),
+        None => None,
+    };
+    // `?dry_run=true`: say what the body would do, change nothing.
+    let dry_run = super::query_pairs(&req)
+        .iter()
+        .any(|(k, v)| k == "dry_run" && !matches!(v.as_str(), "false" | "0" | "no"));
     let (parts, incoming) = req.into_parts();
     let config = app.config.load_full();
     let cfg = &config.server;
@@ -73,44 +77,58 @@ async fn accept_inner(
         )
     })?;
     body::check_json(&text)?;
-    // Route while reading: each alert is checked against every trigger and
-    // dropped, so a group of any size costs the memory of one alert.
+    let source = match forced {
+        Some(d) => d,
+        None => alerts::detect_text(&text).map_err(invalid_payload)?,
+    };
+    // A secret for the source (the path's driver, else the detected one)
+    // makes its signature mandatory — checked before anything changes.
+    if let Some(secret) = config.webhooks.secrets.get(source) {
+        verify_signature(secret, &parts.headers, text.as_bytes())?;
+    }
     let set = app.definitions.load();
     let triggered: Vec<_> = set
         .valid()
         .filter(|d| d.trigger.is_some())
         .cloned()
         .collect();
-    let mut matched = vec![false; triggered.len()];
-    let (source, alert_count) = alerts::scan_text(&text, driver, |alert| {
-        for (i, d) in triggered.iter().enumerate() {
-            if !matched[i]
-                && d.trigger
-                    .as_ref()
-                    .is_some_and(|t| t.matches(&alert.source, &alert))
-            {
-                matched[i] = true;
-            }
-        }
-    })
-    .map_err(|e| {
-        ApiError::bad_request(
-            "invalid_payload",
-            format!("cannot read the payload as alerts: {e}"),
+    if dry_run {
+        let builtin_name = (config.webhooks.default_route == DefaultRoute::Builtin)
+            .then_some(crate::definition::BUILTIN_NAME);
+        let report = intake::dry_run(
+            &app.store,
+            &text,
+            Some(source),
+            &triggered,
+            builtin_name,
+            config.webhooks.reopen_window,
         )
-    })?;
-    // A secret for the source (the path's driver, else the detected one)
-    // makes its signature mandatory.
-    if let Some(secret) = config.webhooks.secrets.get(&source) {
-        verify_signature(secret, &parts.headers, text.as_bytes())?;
+        .map_err(intake_error)?;
+        return Ok(json(StatusCode::OK, &report));
     }
+    // One webhook at a time changes incidents, until its runs are written.
+    let guard = app.intake_lock.clone().lock_owned().await;
+    let delivery_id = intake::new_delivery_id();
+    let received = intake::receive(
+        &mut app.store.book(),
+        &text,
+        Some(source),
+        &triggered,
+        &delivery_id,
+        config.webhooks.reopen_window,
+    )
+    .map_err(intake_error)?;
+    app.metrics.incident_changes(&received.counts);
     let mut targets: Vec<_> = triggered
         .into_iter()
-        .zip(&matched)
+        .zip(&received.matched)
         .filter(|(_, m)| **m)
         .map(|(d, _)| d)
         .collect();
-    if targets.is_empty() && config.webhooks.default_route == DefaultRoute::Builtin {
+    if targets.is_empty()
+        && received.material()
+        && config.webhooks.default_route == DefaultRoute::Builtin
+    {
         targets.push(builtin(app)?);
     }
     let payload = crate::payload::Payload::from_json_text(text);
@@ -119,6 +137,7 @@ async fn accept_inner(
         .get("x-trace-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let summary = Arc::new(received.summary());
     let records: Vec<_> = targets
         .iter()
         .map(|d| {
@@ -126,19 +145,74 @@ async fn accept_inner(
                 d,
                 RunRequest {
                     payload: payload.clone(),
-                    source: Some(source.clone()),
+                    source: Some(received.driver.clone()),
                     trace_id: trace_id.clone(),
+                    incident_id: received.primary_incident().map(str::to_string),
+                    intake: Some(summary.clone()),
                     ..RunRequest::default()
                 },
             )
         })
         .collect();
-    enqueue(app, &records).await?;
-    let run_ids: Vec<&str> = records.iter().map(|r| r.run_id.as_str()).collect();
+    let run_ids: Vec<String> = records.iter().map(|r| r.run_id.clone()).collect();
+    let finish = finish_delivery(app, &received, run_ids.clone(), guard);
+    if records.is_empty() {
+        finish().map_err(ApiError::internal)?;
+        app.store
+            .flush_grouped()
+            .await
+            .map_err(|e| queue_error(QueueError::Flush(e.to_string())))?;
+    } else {
+        app.queue
+            .enqueue_then(&records, finish)
+            .await
+            .map_err(queue_error)?;
+    }
     let definitions: Vec<&str> = records.iter().map(|r| r.definition.as_str()).collect();
     Ok(json(
         StatusCode::ACCEPTED,
-        &json!({"status": "accepted", "driver": source, "alerts": alert_count,
+        &json!({"status": "accepted", "driver": received.driver, "alerts": received.alert_count,
+                "delivery_id": received.delivery_id, "changes": summary["changes"],
+                "incident_ids": received.incident_ids,
                 "run_ids": run_ids, "definitions": definitions}),
     ))
+}
+
+/// The writes that end a delivery: the incidents learn their runs, and the
+/// delivery record says the runs are durable. Releases the intake lock.
+pub fn finish_delivery(
+    app: &App,
+    received: &intake::Received,
+    run_ids: Vec<String>,
+    guard: tokio::sync::OwnedMutexGuard<()>,
+) -> impl FnOnce() -> Result<(), crate::store::StoreError> + use<> {
+    let store = app.store.clone();
+    let incident_ids = received.incident_ids.clone();
+    let delivery = Delivery {
+        id: received.delivery_id.clone(),
+        at: chrono::Utc::now(),
+        driver: received.driver.clone(),
+        alert_count: received.alert_count,
+        run_ids,
+    };
+    move || {
+        store.add_incident_runs(&incident_ids, &delivery.run_ids)?;
+        store.put_delivery(&delivery)?;
+        drop(guard);
+        Ok(())
+    }
+}
+
+pub fn invalid_payload(e: alerts::PayloadError) -> ApiError {
+    ApiError::bad_request(
+        "invalid_payload",
+        format!("cannot read the payload as alerts: {e}"),
+    )
+}
+
+pub fn intake_error(e: intake::IntakeError) -> ApiError {
+    match e {
+        intake::IntakeError::Payload(e) => invalid_payload(e),
+        intake::IntakeError::Store(e) => ApiError::internal(e),
+    }
 }

@@ -1,9 +1,13 @@
-//! `ingest`: reads the run's payload as alerts (Alertmanager envelope or a
-//! generic JSON alert) and opens the incident they form. Its `incident.id`
-//! becomes the run's incident id.
+//! `ingest`: reads the run's payload as alerts (any driver) and reports
+//! them, with what they did to incidents: the incident ids, the count of
+//! each change (opened, escalated, resolved, unchanged, …) and `material`,
+//! so that later nodes can skip when nothing material happened
+//! (`"skip_if_condition": "ingest.material == false"`). Alerts are applied
+//! to incidents when they arrive ([`crate::intake`]); a run with no intake
+//! (a bare `herald run`) reports `tracked: false` and one incident of its own.
 //!
-//! config: `driver` (`auto` by default; `alertmanager`, `generic`), or the
-//! seed app's `source_hint` meaning the same.
+//! config: `driver` (`auto` by default, or one of [`alerts::DRIVERS`]), or
+//! the seed app's `source_hint` meaning the same.
 
 use super::config_reader as cfg;
 use super::{BoxFuture, ConfigIssue, NodeContext, NodeError, NodeExecutor, NodeHandler};
@@ -71,7 +75,9 @@ impl NodeExecutor for Ingest {
             let mut summary = Summary::default();
             let (driver, count) = alerts::scan_text(text, driver, |a| summary.add(a))
                 .map_err(|e| NodeError::invalid_input(format!("cannot read the payload: {e}")))?;
-            Ok(summary.output(ctx, &driver, count))
+            let mut out = summary.output(ctx, &driver, count);
+            merge_intake(&mut out, ctx.intake);
+            Ok(out)
         })
     }
 }
@@ -136,5 +142,44 @@ impl Summary {
             },
             "incident_id": incident_id,
         })
+    }
+}
+
+/// Adds what the alerts did to incidents, or says that they were not tracked.
+fn merge_intake(out: &mut Value, intake: Option<&Value>) {
+    let Some(map) = out.as_object_mut() else {
+        return;
+    };
+    match intake {
+        Some(intake) => {
+            map.insert("tracked".into(), Value::Bool(true));
+            for key in [
+                "delivery_id",
+                "material",
+                "changes",
+                "incident_ids",
+                "alert_changes",
+                "alert_changes_truncated",
+            ] {
+                if let Some(v) = intake.get(key) {
+                    map.insert(key.into(), v.clone());
+                }
+            }
+            // The run is about the first incident that changed.
+            if let Some(first) = intake
+                .get("incident_ids")
+                .and_then(|ids| ids.get(0))
+                .cloned()
+            {
+                map.insert("incident_id".into(), first.clone());
+                if let Some(inc) = map.get_mut("incident").and_then(Value::as_object_mut) {
+                    inc.insert("id".into(), first);
+                }
+            }
+        }
+        None => {
+            map.insert("tracked".into(), Value::Bool(false));
+            map.insert("material".into(), Value::Bool(true));
+        }
     }
 }

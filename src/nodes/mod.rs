@@ -151,6 +151,10 @@ pub struct NodeContext<'a> {
     /// The inbound payload (none for a scheduled or manual run without one).
     pub payload: &'a Payload,
     pub incident_id: Option<&'a str>,
+    /// What the payload's alerts did to incidents on arrival, if they were
+    /// applied (webhooks and the pipeline endpoints do; a bare `herald run`
+    /// does not).
+    pub intake: Option<&'a Value>,
     /// Results of the nodes that ran before this one, in execution order.
     pub earlier: &'a [EarlierNode<'a>],
 }

@@ -12,9 +12,14 @@
 //!   written before its run record, so a crash between the two leaves a job
 //!   without a run (dropped at startup), never a run nobody will execute.
 
+mod incidents;
 mod records;
 mod retention;
 
+pub use incidents::{
+    DRY_DELIVERY, Delivery, DryBook, IncidentPage, IncidentQuery, StoreBook, change_counts,
+    new_incident_id,
+};
 pub use records::{Job, JobKind, PipelineRun, RunError, RunStatus, StageExecution, StageStatus};
 pub use retention::spawn_pruner;
 
@@ -97,6 +102,7 @@ struct Inner {
     by_definition: sled::Tree,
     queue: sled::Tree,
     payloads: sled::Tree,
+    book: incidents::Trees,
     run_count: AtomicU64,
     options: StoreOptions,
     /// Live retention limits (config reload changes them).
@@ -135,6 +141,7 @@ impl Store {
                 by_definition: db.open_tree("runs_by_definition")?,
                 queue: db.open_tree("queue")?,
                 payloads: db.open_tree("payloads")?,
+                book: incidents::Trees::open(&db)?,
                 runs,
                 db,
                 run_count,
@@ -424,6 +431,7 @@ impl Store {
                 deleted += 1;
             }
         }
+        deleted += self.prune_deliveries(cutoff_ms, batch)?;
         Ok(deleted)
     }
 }

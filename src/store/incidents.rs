@@ -1,0 +1,359 @@
+//! Incidents and alert states in sled, behind the rules of
+//! [`crate::alerts::incident`].
+//!
+//! Trees:
+//! - `alerts`: `source/fingerprint` → [`AlertState`].
+//! - `incidents`: incident id (`inc-` + ULID, so key order is age) → [`Incident`].
+//! - `incident_groups`: `name \0 instance` → the group's latest incident id.
+//! - `deliveries`: delivery id (ULID) → [`Delivery`]: written after the runs
+//!   a webhook started, so its presence says they are durable.
+
+use super::{Store, StoreError, decode, encode};
+use crate::alerts::Severity;
+use crate::alerts::incident::{AlertState, Book, Change, Incident, IncidentStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// A delivery that has not finished within this long never will: its
+/// changes count as delivered (and a record pruned by retention too).
+const PENDING_WINDOW_MS: u64 = 60 * 60 * 1000;
+
+/// One webhook call (or pipeline request) and what it did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub driver: String,
+    pub alert_count: usize,
+    pub run_ids: Vec<String>,
+}
+
+/// A filter and a page position for listing incidents, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentQuery {
+    pub status: Option<IncidentStatus>,
+    pub severity: Option<Severity>,
+    pub limit: usize,
+    /// The last incident id of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IncidentPage {
+    pub incidents: Vec<Incident>,
+    pub next_cursor: Option<String>,
+}
+
+pub(super) struct Trees {
+    pub alerts: sled::Tree,
+    pub incidents: sled::Tree,
+    pub groups: sled::Tree,
+    pub deliveries: sled::Tree,
+}
+
+impl Trees {
+    pub fn open(db: &sled::Db) -> Result<Trees, sled::Error> {
+        Ok(Trees {
+            alerts: db.open_tree("alerts")?,
+            incidents: db.open_tree("incidents")?,
+            groups: db.open_tree("incident_groups")?,
+            deliveries: db.open_tree("deliveries")?,
+        })
+    }
+}
+
+fn group_key(name: &str, instance: Option<&str>) -> Vec<u8> {
+    let mut key = name.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(instance.unwrap_or("").as_bytes());
+    key
+}
+
+impl Store {
+    /// The incident book over this store: what [`crate::alerts::incident::apply`] reads and writes.
+    pub fn book(&self) -> StoreBook<'_> {
+        StoreBook { store: self }
+    }
+
+    /// Like [`book`](Self::book), but writes stay in memory: `herald ingest --dry-run`.
+    pub fn dry_book(&self) -> DryBook<'_> {
+        DryBook {
+            store: self,
+            alerts: HashMap::new(),
+            incidents: HashMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+
+    pub fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        match self.inner.book.incidents.get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(decode(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn get_alert_state(&self, key: &str) -> Result<Option<AlertState>, StoreError> {
+        match self.inner.book.alerts.get(key.as_bytes())? {
+            Some(bytes) => Ok(Some(decode(key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        self.inner
+            .book
+            .deliveries
+            .insert(delivery.id.as_bytes(), encode(delivery)?)?;
+        Ok(())
+    }
+
+    pub fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        match self.inner.book.deliveries.get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(decode(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Remembers that `run_ids` were started for each incident in `incident_ids`.
+    pub fn add_incident_runs(
+        &self,
+        incident_ids: &[String],
+        run_ids: &[String],
+    ) -> Result<(), StoreError> {
+        for id in incident_ids {
+            if let Some(mut inc) = self.get_incident(id)? {
+                for run in run_ids {
+                    inc.add_run(run);
+                }
+                self.inner
+                    .book
+                    .incidents
+                    .insert(id.as_bytes(), encode(&inc)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Incidents newest first, filtered; entries that fail the filter are
+    /// skipped while scanning.
+    pub fn list_incidents(&self, query: &IncidentQuery) -> Result<IncidentPage, StoreError> {
+        let tree = &self.inner.book.incidents;
+        let iter = match &query.cursor {
+            Some(c) => tree.range(..c.as_bytes().to_vec()),
+            None => tree.range::<Vec<u8>, _>(..),
+        };
+        let limit = query.limit.max(1);
+        let mut incidents = Vec::new();
+        let mut more = false;
+        for item in iter.rev() {
+            let (key, bytes) = item?;
+            let inc: Incident = decode(&String::from_utf8_lossy(&key), &bytes)?;
+            if query.status.is_some_and(|s| s != inc.status)
+                || query.severity.is_some_and(|s| s != inc.severity)
+            {
+                continue;
+            }
+            if incidents.len() == limit {
+                more = true;
+                break;
+            }
+            incidents.push(inc);
+        }
+        let next_cursor = if more {
+            incidents.last().map(|i| i.id.clone())
+        } else {
+            None
+        };
+        Ok(IncidentPage {
+            incidents,
+            next_cursor,
+        })
+    }
+
+    pub fn incident_count(&self) -> usize {
+        self.inner.book.incidents.len()
+    }
+
+    /// Deletes deliveries older than `cutoff`, up to `batch`.
+    pub(super) fn prune_deliveries(
+        &self,
+        cutoff_ms: u64,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        let tree = &self.inner.book.deliveries;
+        let mut victims = Vec::new();
+        for key in tree.iter().keys() {
+            let key = key?;
+            let old = ulid::Ulid::from_string(&String::from_utf8_lossy(&key))
+                .map(|u| u.timestamp_ms() < cutoff_ms)
+                .unwrap_or(true);
+            if !old || victims.len() >= batch {
+                break;
+            }
+            victims.push(key);
+        }
+        let n = victims.len();
+        for key in victims {
+            tree.remove(key)?;
+        }
+        Ok(n)
+    }
+}
+
+/// The incident book in sled.
+pub struct StoreBook<'a> {
+    store: &'a Store,
+}
+
+impl Book for StoreBook<'_> {
+    type Error = StoreError;
+
+    fn alert(&mut self, key: &str) -> Result<Option<AlertState>, StoreError> {
+        self.store.get_alert_state(key)
+    }
+
+    fn group(
+        &mut self,
+        name: &str,
+        instance: Option<&str>,
+    ) -> Result<Option<Incident>, StoreError> {
+        match self
+            .store
+            .inner
+            .book
+            .groups
+            .get(group_key(name, instance))?
+        {
+            Some(id) => self.store.get_incident(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    fn incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
+        self.store.get_incident(id)
+    }
+
+    fn delivered(&mut self, delivery: &str) -> Result<bool, StoreError> {
+        delivered(self.store, delivery)
+    }
+
+    fn save_alert(&mut self, state: &AlertState) -> Result<(), StoreError> {
+        self.store
+            .inner
+            .book
+            .alerts
+            .insert(state.key.as_bytes(), encode(state)?)?;
+        Ok(())
+    }
+
+    fn save_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
+        let book = &self.store.inner.book;
+        book.incidents
+            .insert(incident.id.as_bytes(), encode(incident)?)?;
+        book.groups.insert(
+            group_key(&incident.name, incident.instance.as_deref()),
+            incident.id.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    fn new_incident_id(&mut self) -> String {
+        new_incident_id()
+    }
+}
+
+fn delivered(store: &Store, delivery: &str) -> Result<bool, StoreError> {
+    let stale = ulid::Ulid::from_string(delivery)
+        .map(|u| {
+            (Utc::now().timestamp_millis().max(0) as u64).saturating_sub(u.timestamp_ms())
+                > PENDING_WINDOW_MS
+        })
+        .unwrap_or(true);
+    Ok(stale
+        || store
+            .inner
+            .book
+            .deliveries
+            .contains_key(delivery.as_bytes())?)
+}
+
+pub fn new_incident_id() -> String {
+    format!("inc-{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+}
+
+/// Reads the store, keeps its own writes: the answer to "what would this
+/// payload do", changing nothing.
+pub struct DryBook<'a> {
+    store: &'a Store,
+    alerts: HashMap<String, AlertState>,
+    incidents: HashMap<String, Incident>,
+    groups: HashMap<Vec<u8>, String>,
+}
+
+impl Book for DryBook<'_> {
+    type Error = StoreError;
+
+    fn alert(&mut self, key: &str) -> Result<Option<AlertState>, StoreError> {
+        match self.alerts.get(key) {
+            Some(a) => Ok(Some(a.clone())),
+            None => self.store.get_alert_state(key),
+        }
+    }
+
+    fn group(
+        &mut self,
+        name: &str,
+        instance: Option<&str>,
+    ) -> Result<Option<Incident>, StoreError> {
+        match self.groups.get(&group_key(name, instance)) {
+            Some(id) => self.incident(&id.clone()),
+            None => self.store.book().group(name, instance),
+        }
+    }
+
+    fn incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
+        match self.incidents.get(id) {
+            Some(i) => Ok(Some(i.clone())),
+            None => self.store.get_incident(id),
+        }
+    }
+
+    fn delivered(&mut self, delivery: &str) -> Result<bool, StoreError> {
+        // A change made by this dry run itself counts as delivered.
+        Ok(delivery == DRY_DELIVERY || delivered(self.store, delivery)?)
+    }
+
+    fn save_alert(&mut self, state: &AlertState) -> Result<(), StoreError> {
+        self.alerts.insert(state.key.clone(), state.clone());
+        Ok(())
+    }
+
+    fn save_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
+        self.groups.insert(
+            group_key(&incident.name, incident.instance.as_deref()),
+            incident.id.clone(),
+        );
+        self.incidents.insert(incident.id.clone(), incident.clone());
+        Ok(())
+    }
+
+    fn new_incident_id(&mut self) -> String {
+        format!("{} (new)", new_incident_id())
+    }
+}
+
+/// The delivery id a dry run uses.
+pub const DRY_DELIVERY: &str = "dry-run";
+
+/// Counts of each change, in [`Change::ALL`] order, as a JSON object.
+pub fn change_counts(counts: &HashMap<Change, usize>) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for c in Change::ALL {
+        map.insert(
+            c.as_str().to_string(),
+            serde_json::Value::from(counts.get(&c).copied().unwrap_or(0)),
+        );
+    }
+    serde_json::Value::Object(map)
+}
