@@ -2,6 +2,7 @@
 //! receiver on loopback that stands in for a webhook target.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod daemon;
 
 use http_body_util::{BodyExt, Full};
