@@ -293,51 +293,25 @@ pub fn apply<B: Book>(
                 (Some(inc), change)
             }
         },
-        (AlertStatus::Firing, Some(p))
-            if p.alert.status == AlertStatus::Firing
-                && lookup(book, p.incident_id.as_deref())?
-                    .is_some_and(|i| i.status == IncidentStatus::Open) =>
-        {
-            // Still firing, at another severity.
-            let mut inc = lookup(book, p.incident_id.as_deref())?.expect("checked above");
-            let change = if alert.severity > inc.severity {
-                inc.severity = alert.severity;
-                Change::Escalated
-            } else {
-                Change::Updated
-            };
-            (Some(inc), change)
-        }
-        (AlertStatus::Firing, _) => {
-            let group = book.group(&alert.name, alert.instance())?;
-            let (mut inc, change) = match group {
-                Some(mut inc) if inc.status == IncidentStatus::Open => {
-                    if alert.severity > inc.severity {
+        (AlertStatus::Firing, Some(p)) if p.alert.status == AlertStatus::Firing => {
+            // Still firing, at another severity: its open incident takes the
+            // change, or (incident gone or closed) it is treated as new.
+            match lookup(book, p.incident_id.as_deref())?
+                .filter(|i| i.status == IncidentStatus::Open)
+            {
+                Some(mut inc) => {
+                    let change = if alert.severity > inc.severity {
                         inc.severity = alert.severity;
-                        (inc, Change::Escalated)
+                        Change::Escalated
                     } else {
-                        (inc, Change::Joined)
-                    }
+                        Change::Updated
+                    };
+                    (Some(inc), change)
                 }
-                Some(mut inc)
-                    if inc
-                        .resolved_at
-                        .is_some_and(|closed| now - closed <= reopen_window) =>
-                {
-                    inc.status = IncidentStatus::Open;
-                    inc.resolved_at = None;
-                    inc.severity = alert.severity;
-                    (inc, Change::Reopened)
-                }
-                _ => (
-                    Incident::new(book.new_incident_id(), &alert, now),
-                    Change::Opened,
-                ),
-            };
-            inc.firing.insert(key.clone());
-            inc.alerts.insert(key.clone());
-            (Some(inc), change)
+                None => fire(book, &alert, &key, now, reopen_window)?,
+            }
         }
+        (AlertStatus::Firing, _) => fire(book, &alert, &key, now, reopen_window)?,
     };
     let incident_id = match incident {
         Some(mut inc) => {
@@ -370,6 +344,45 @@ pub fn apply<B: Book>(
     };
     book.save_alert(&state)?;
     Ok(applied(&state.alert, incident_id, change))
+}
+
+/// A firing alert that is new, or fires again: opens, joins, escalates or
+/// re-opens its group's incident.
+fn fire<B: Book>(
+    book: &mut B,
+    alert: &Alert,
+    key: &str,
+    now: DateTime<Utc>,
+    reopen_window: chrono::Duration,
+) -> Result<(Option<Incident>, Change), B::Error> {
+    let group = book.group(&alert.name, alert.instance())?;
+    let (mut inc, change) = match group {
+        Some(mut inc) if inc.status == IncidentStatus::Open => {
+            if alert.severity > inc.severity {
+                inc.severity = alert.severity;
+                (inc, Change::Escalated)
+            } else {
+                (inc, Change::Joined)
+            }
+        }
+        Some(mut inc)
+            if inc
+                .resolved_at
+                .is_some_and(|closed| now - closed <= reopen_window) =>
+        {
+            inc.status = IncidentStatus::Open;
+            inc.resolved_at = None;
+            inc.severity = alert.severity;
+            (inc, Change::Reopened)
+        }
+        _ => (
+            Incident::new(book.new_incident_id(), alert, now),
+            Change::Opened,
+        ),
+    };
+    inc.firing.insert(key.to_string());
+    inc.alerts.insert(key.to_string());
+    Ok((Some(inc), change))
 }
 
 fn lookup<B: Book>(book: &mut B, id: Option<&str>) -> Result<Option<Incident>, B::Error> {

@@ -201,19 +201,9 @@ impl Trigger {
     }
 }
 
-/// The webhook sources herald knows by name, for `trigger.sources`.
-pub const KNOWN_SOURCES: &[&str] = &[
-    "alertmanager",
-    "grafana",
-    "prometheus",
-    "pagerduty",
-    "datadog",
-    "newrelic",
-    "opsgenie",
-    "zabbix",
-    "herald",
-    "generic",
-];
+/// The webhook sources herald knows by name, for `trigger.sources`: the
+/// alert drivers.
+pub const KNOWN_SOURCES: &[&str] = crate::alerts::DRIVERS;
 
 /// "unknown key `x`" with the closest known key suggested.
 pub fn unknown_key_message(key: &str, known: &[&str]) -> String {
