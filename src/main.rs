@@ -385,29 +385,12 @@ impl Client {
 
     /// POSTs a raw JSON body (a webhook payload as it is).
     async fn call_text(&self, path: &str, body: String) -> Result<Value> {
-        let mut request = self
+        let request = self
             .http
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .body(body);
-        if let Some(t) = &self.token {
-            request = request.bearer_auth(t);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the running daemon at {}", self.base))?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(value)
-        } else {
-            let message = value
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("request failed");
-            bail!("{message} (daemon answered {status})")
-        }
+        self.send(request).await
     }
 
     async fn call(
@@ -417,11 +400,16 @@ impl Client {
         body: Option<Value>,
     ) -> Result<Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            request = request.bearer_auth(t);
-        }
         if let Some(b) = body {
             request = request.json(&b);
+        }
+        self.send(request).await
+    }
+
+    /// Sends with the token; the JSON answer, or the daemon's error as ours.
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> Result<Value> {
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
         }
         let response = request
             .send()
