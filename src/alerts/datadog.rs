@@ -17,8 +17,8 @@
 //! warning, P4/P5 → info.
 
 use super::fields::{Obj, tags};
+use super::json::Json;
 use super::{Alert, AlertStatus, PayloadError, Severity, pagerduty};
-use serde_json::Value;
 
 const FIRING: &[&str] = &[
     "triggered",
@@ -30,7 +30,7 @@ const FIRING: &[&str] = &[
     "renotify",
 ];
 
-pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
+pub fn normalize(value: &Json<'_>) -> Result<Vec<Alert>, PayloadError> {
     let body = Obj::root("datadog", value)?;
     let title = body.require(&["title", "alert_title", "event_title"])?;
     let transition = body.text("alert_transition");
@@ -49,7 +49,7 @@ pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
         (None, Some(p)) => alert.set_severity(Some(&p), pagerduty::priority_severity),
         (None, None) => {}
     }
-    alert.labels = tags(body.map.get("tags"));
+    alert.labels = tags(body.get("tags"));
     let host = body.first(&["hostname", "host"]);
     if let Some(h) = &host {
         alert.labels.insert("host".into(), h.clone());
@@ -70,7 +70,6 @@ pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
         .unwrap_or_default();
     alert.starts_at = body.first(&["date", "last_updated"]);
     alert.generator_url = body.first(&["link", "url"]);
-    alert.raw = body.raw();
     let id =
         body.first(&["alert_id", "id"])
             .map(|id| match host.or_else(|| body.text("alert_scope")) {

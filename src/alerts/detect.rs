@@ -9,7 +9,7 @@
 
 use super::PayloadError;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use std::collections::HashSet;
+use std::borrow::Cow;
 
 /// Payload formats known to this build, and what each expects — the text of
 /// the 400 a body that matches none of them gets.
@@ -87,11 +87,21 @@ pub fn detect_text(text: &str) -> Result<&'static str, PayloadError> {
     pick(&shape).ok_or_else(|| no_match(&shape))
 }
 
-fn pick(shape: &Shape) -> Option<&'static str> {
+/// [`detect_text`], and whether the body carries a list of alerts (an
+/// `alerts` member, or is a list): Grafana's unified and legacy bodies are
+/// read differently.
+pub(crate) fn detect_text_listed(text: &str) -> Result<(&'static str, Option<bool>), PayloadError> {
+    let shape = Shape::read(text)?;
+    let listed = shape.list || shape.keys.iter().any(|k| k == "alerts");
+    let driver = pick(&shape).ok_or_else(|| no_match(&shape))?;
+    Ok((driver, Some(listed)))
+}
+
+fn pick(shape: &Shape<'_>) -> Option<&'static str> {
     if shape.list {
         return Some("prometheus");
     }
-    let has = |k: &str| shape.keys.contains(k);
+    let has = |k: &str| shape.keys.iter().any(|key| key == k);
     if has("herald") && has("alerts") {
         return Some("herald");
     }
@@ -131,11 +141,11 @@ fn pick(shape: &Shape) -> Option<&'static str> {
     None
 }
 
-fn no_match(shape: &Shape) -> PayloadError {
+fn no_match(shape: &Shape<'_>) -> PayloadError {
     let found = if shape.array {
         "a JSON list that is not a list of alerts".to_string()
     } else if shape.object {
-        let mut keys: Vec<&str> = shape.keys.iter().map(String::as_str).collect();
+        let mut keys: Vec<&str> = shape.keys.iter().map(|k| k.as_ref()).collect();
         keys.sort_unstable();
         keys.truncate(12);
         format!("an object with keys {}", keys.join(", "))
@@ -151,18 +161,19 @@ fn no_match(shape: &Shape) -> PayloadError {
 
 /// What detection needs of a body: its top-level keys, and `version`.
 #[derive(Default)]
-struct Shape {
+struct Shape<'a> {
     object: bool,
     /// A JSON list…
     array: bool,
     /// …whose first element is an object.
     list: bool,
-    keys: HashSet<String>,
+    /// A handful at most: a list beats a hash set here.
+    keys: Vec<Cow<'a, str>>,
     version: Option<String>,
 }
 
-impl Shape {
-    fn read(text: &str) -> Result<Shape, PayloadError> {
+impl<'a> Shape<'a> {
+    fn read(text: &'a str) -> Result<Shape<'a>, PayloadError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let shape = de
             .deserialize_any(ShapeVisitor)
@@ -176,16 +187,16 @@ impl Shape {
 struct ShapeVisitor;
 
 impl<'de> Visitor<'de> for ShapeVisitor {
-    type Value = Shape;
+    type Value = Shape<'de>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object or list")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape<'de>, A::Error> {
         let mut shape = Shape {
             object: true,
             ..Shape::default()
         };
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(super::json::Key(key)) = map.next_key::<super::json::Key<'de>>()? {
             if key == "version" {
                 shape.version = match map.next_value::<serde_json::Value>()? {
                     serde_json::Value::String(s) => Some(s),
@@ -195,11 +206,11 @@ impl<'de> Visitor<'de> for ShapeVisitor {
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
-            shape.keys.insert(key.into_owned());
+            shape.keys.push(key);
         }
         Ok(shape)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape<'de>, A::Error> {
         // A list is Prometheus's only if its first element is an object.
         let mut list = false;
         let mut first = true;
@@ -215,22 +226,22 @@ impl<'de> Visitor<'de> for ShapeVisitor {
             ..Shape::default()
         })
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape<'de>, E> {
         Ok(Shape::default())
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Shape, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Shape<'de>, E> {
         Ok(Shape::default())
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Shape, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Shape<'de>, E> {
         Ok(Shape::default())
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Shape, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Shape<'de>, E> {
         Ok(Shape::default())
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Shape, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Shape<'de>, E> {
         Ok(Shape::default())
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Shape, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Shape<'de>, E> {
         Ok(Shape::default())
     }
 }

@@ -3,30 +3,31 @@
 //! user needs to fix a webhook template.
 
 use super::PayloadError;
+use super::json::Json;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// An object inside a payload, with the path that leads to it.
 #[derive(Clone, Copy)]
-pub(crate) struct Obj<'a> {
-    pub map: &'a Map<String, Value>,
+pub(crate) struct Obj<'a, 'j> {
+    pub members: &'a [(Cow<'j, str>, Json<'j>)],
     path: &'a str,
     driver: &'static str,
 }
 
-impl<'a> Obj<'a> {
+impl<'a, 'j> Obj<'a, 'j> {
     /// The payload itself, which must be an object.
-    pub fn root(driver: &'static str, value: &'a Value) -> Result<Obj<'a>, PayloadError> {
+    pub fn root(driver: &'static str, value: &'a Json<'j>) -> Result<Obj<'a, 'j>, PayloadError> {
         match value {
-            Value::Object(map) => Ok(Obj {
-                map,
+            Json::Object(members) => Ok(Obj {
+                members,
                 path: "",
                 driver,
             }),
             other => Err(PayloadError(format!(
                 "a {driver} payload is a JSON object, found {}",
-                crate::definition::kind_of(other)
+                other.kind()
             ))),
         }
     }
@@ -34,14 +35,18 @@ impl<'a> Obj<'a> {
     /// An object found elsewhere (an element of a list), named by `path`.
     pub fn at(
         driver: &'static str,
-        value: &'a Value,
+        value: &'a Json<'j>,
         path: &'a str,
-    ) -> Result<Obj<'a>, PayloadError> {
+    ) -> Result<Obj<'a, 'j>, PayloadError> {
         match value {
-            Value::Object(map) => Ok(Obj { map, path, driver }),
+            Json::Object(members) => Ok(Obj {
+                members,
+                path,
+                driver,
+            }),
             other => Err(PayloadError(format!(
                 "{driver}: `{path}` must be an object, found {}",
-                crate::definition::kind_of(other)
+                other.kind()
             ))),
         }
     }
@@ -54,12 +59,16 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A member, if present.
+    pub fn get(&self, key: &str) -> Option<&'a Json<'j>> {
+        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
     /// A member as text: strings as they are (empty ones count as absent),
     /// numbers and booleans written out.
     pub fn text(&self, key: &str) -> Option<String> {
-        self.map
-            .get(key)
-            .and_then(scalar_text)
+        self.get(key)
+            .and_then(Json::scalar_text)
             .filter(|s| !s.trim().is_empty())
     }
 
@@ -91,10 +100,10 @@ impl<'a> Obj<'a> {
     }
 
     /// A member that is an object, if it is one.
-    pub fn object(&self, key: &'a str) -> Option<Obj<'a>> {
-        match self.map.get(key) {
-            Some(Value::Object(map)) => Some(Obj {
-                map,
+    pub fn object(&self, key: &'a str) -> Option<Obj<'a, 'j>> {
+        match self.get(key) {
+            Some(Json::Object(members)) => Some(Obj {
+                members,
                 path: key,
                 driver: self.driver,
             }),
@@ -102,53 +111,59 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub fn require_object(&self, key: &'a str) -> Result<Obj<'a>, PayloadError> {
+    pub fn require_object(&self, key: &'a str) -> Result<Obj<'a, 'j>, PayloadError> {
         self.object(key).ok_or_else(|| self.missing(&[key]))
     }
 
-    pub fn array(&self, key: &str) -> Option<&'a Vec<Value>> {
-        self.map.get(key).and_then(Value::as_array)
+    pub fn array(&self, key: &str) -> Option<&'a [Json<'j>]> {
+        match self.get(key) {
+            Some(Json::Array(items)) => Some(items),
+            _ => None,
+        }
     }
 
     /// A member object's scalar members as a string map.
     pub fn strings(&self, key: &str) -> BTreeMap<String, String> {
-        string_map(self.map.get(key))
+        string_map(self.get(key))
     }
 
-    /// This object's JSON, to keep as the alert's `raw`.
+    /// This object's JSON, to keep as the alert's `raw` (for an alert that
+    /// is one item of a body; a whole-body alert keeps the body's text).
     pub fn raw(&self) -> Option<Box<RawValue>> {
-        serde_json::value::to_raw_value(self.map).ok()
+        struct Members<'x, 'y>(&'x [(Cow<'y, str>, Json<'y>)]);
+        impl serde::Serialize for Members<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in self.0 {
+                    map.serialize_entry(k.as_ref(), v)?;
+                }
+                map.end()
+            }
+        }
+        serde_json::value::to_raw_value(&Members(self.members)).ok()
     }
 }
 
-/// A JSON object's string-ish members as a label map (numbers and booleans
-/// are written out; nested values are skipped).
-pub(crate) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+/// A JSON object's scalar members as a label map (numbers and booleans are
+/// written out; nested values are skipped).
+pub(crate) fn string_map(value: Option<&Json<'_>>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    if let Some(Value::Object(map)) = value {
-        for (k, v) in map {
-            if let Some(s) = scalar_text(v) {
-                out.insert(k.clone(), s);
+    if let Some(Json::Object(members)) = value {
+        for (k, v) in members {
+            if let Some(s) = v.scalar_text() {
+                out.insert(k.to_string(), s);
             }
         }
     }
     out
 }
 
-pub(crate) fn scalar_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
 /// `"a:b, c"` or `["a:b", "c"]` tags → labels (`a=b`, `c=""`).
-pub(crate) fn tags(value: Option<&Value>) -> BTreeMap<String, String> {
+pub(crate) fn tags(value: Option<&Json<'_>>) -> BTreeMap<String, String> {
     let items: Vec<String> = match value {
-        Some(Value::String(s)) => s.split(',').map(|t| t.trim().to_string()).collect(),
-        Some(Value::Array(list)) => list.iter().filter_map(scalar_text).collect(),
+        Some(Json::String(s)) => s.split(',').map(|t| t.trim().to_string()).collect(),
+        Some(Json::Array(list)) => list.iter().filter_map(Json::scalar_text).collect(),
         _ => Vec::new(),
     };
     items

@@ -6,9 +6,9 @@
 //! (`instance`, `job`, …). Fingerprint: `fingerprint` if given, else the
 //! hash of name and labels.
 
-use super::fields::{Obj, scalar_text};
+use super::fields::Obj;
+use super::json::Json;
 use super::{Alert, AlertStatus, PayloadError, Severity};
-use serde_json::Value;
 
 /// Top-level keys that are the alert itself, not labels.
 const OWN_KEYS: &[&str] = &[
@@ -31,15 +31,15 @@ const OWN_KEYS: &[&str] = &[
     "generator_url",
 ];
 
-pub fn normalize(payload: &Value) -> Result<Vec<Alert>, PayloadError> {
+pub fn normalize(payload: &Json<'_>) -> Result<Vec<Alert>, PayloadError> {
     let body = Obj::root("generic", payload)?;
     let name = body.require(&["name", "alertname", "title"])?;
     let mut labels = body.strings("labels");
-    for (k, v) in body.map {
-        if !OWN_KEYS.contains(&k.as_str())
-            && let Some(text) = scalar_text(v)
+    for (k, v) in body.members {
+        if !OWN_KEYS.contains(&k.as_ref())
+            && let Some(text) = v.scalar_text()
         {
-            labels.entry(k.clone()).or_insert(text);
+            labels.entry(k.to_string()).or_insert(text);
         }
     }
     let (status, status_raw) = match body.text("status") {
@@ -63,6 +63,5 @@ pub fn normalize(payload: &Value) -> Result<Vec<Alert>, PayloadError> {
     alert.starts_at = body.first(&["startsAt", "starts_at"]);
     alert.ends_at = body.first(&["endsAt", "ends_at"]);
     alert.generator_url = body.first(&["generatorURL", "generator_url"]);
-    alert.raw = body.raw();
     Ok(vec![alert.fingerprint_or_hash(body.text("fingerprint"))])
 }

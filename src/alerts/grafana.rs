@@ -9,15 +9,17 @@
 //! (unified); legacy rules have no other.
 
 use super::fields::Obj;
+use super::json::Json;
 use super::{Alert, AlertStatus, PayloadError, Severity, alertmanager};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 pub fn scan_text(text: &str, f: &mut dyn FnMut(Alert)) -> Result<usize, PayloadError> {
     match alertmanager::scan_envelope(text, "grafana", f) {
         Err(e) if e.0.contains("missing required field `alerts`") => {
-            let value: Value = serde_json::from_str(text)
+            let value: Json = serde_json::from_str(text)
                 .map_err(|e| PayloadError(format!("invalid JSON: {e}")))?;
-            let alert = legacy(&value)?;
+            let mut alert = legacy(&value)?;
+            alert.raw = RawValue::from_string(text.to_string()).ok();
             f(alert);
             Ok(1)
         }
@@ -26,7 +28,7 @@ pub fn scan_text(text: &str, f: &mut dyn FnMut(Alert)) -> Result<usize, PayloadE
 }
 
 /// A legacy (pre-8) dashboard alert.
-pub fn legacy(value: &Value) -> Result<Alert, PayloadError> {
+pub fn legacy(value: &Json<'_>) -> Result<Alert, PayloadError> {
     let body = Obj::root("grafana", value)?;
     if body.array("alerts").is_some() {
         return Err(PayloadError(
@@ -57,15 +59,14 @@ pub fn legacy(value: &Value) -> Result<Alert, PayloadError> {
     }
     for m in body.array("evalMatches").into_iter().flatten() {
         if let (Some(metric), Some(value)) = (
-            m.get("metric").and_then(Value::as_str),
-            m.get("value").and_then(super::fields::scalar_text),
+            m.get("metric").and_then(Json::as_str),
+            m.get("value").and_then(Json::scalar_text),
         ) {
             alert.annotations.insert(format!("value.{metric}"), value);
         }
     }
     alert.description = body.first(&["message", "title"]).unwrap_or_default();
     alert.generator_url = body.text("ruleUrl");
-    alert.raw = body.raw();
     let id = body.text("ruleId").map(|id| match body.text("orgId") {
         Some(org) => format!("{org}:{id}"),
         None => id,

@@ -16,32 +16,57 @@
 //! the sender is the label `herald_host` (and `host`, when the alert names no
 //! instance). `analysis` and `context` are kept in `raw` only.
 
-use super::fields::Obj;
 use super::{Alert, PayloadError};
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// The only forward format so far.
 pub const VERSION: u64 = 1;
 
-pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
-    let body = Obj::root("herald", value)?;
-    let meta = body.require_object("herald")?;
-    match meta.map.get("version").and_then(Value::as_u64) {
+#[derive(Deserialize)]
+struct Forward<'a> {
+    herald: Option<Meta>,
+    #[serde(borrow)]
+    alerts: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    version: Option<serde_json::Value>,
+    host: Option<String>,
+}
+
+pub fn scan_text(text: &str, f: &mut dyn FnMut(Alert)) -> Result<usize, PayloadError> {
+    let body: Forward = serde_json::from_str(text)
+        .map_err(|e| PayloadError(format!("not a herald forward: {e}")))?;
+    let meta = body
+        .herald
+        .ok_or_else(|| PayloadError("herald: missing required field `herald`".into()))?;
+    match meta.version.as_ref().and_then(serde_json::Value::as_u64) {
         Some(VERSION) => {}
         Some(v) => {
             return Err(PayloadError(format!(
                 "herald: forward version {v} is not supported (this herald reads version {VERSION})"
             )));
         }
-        None => return Err(meta.missing(&["version"])),
+        None => {
+            return Err(PayloadError(
+                "herald: missing required field `herald.version` (a number)".into(),
+            ));
+        }
     }
-    let sender = meta.require(&["host"])?;
+    let sender = meta
+        .host
+        .filter(|h| !h.trim().is_empty())
+        .ok_or_else(|| PayloadError("herald: missing required field `herald.host`".into()))?;
     let list = body
-        .array("alerts")
-        .ok_or_else(|| body.missing(&["alerts"]))?;
+        .alerts
+        .ok_or_else(|| PayloadError("herald: missing required field `alerts`".into()))?;
     let mut alerts = Vec::with_capacity(list.len());
+    // Every alert is checked before any is handed over: a forward is read
+    // whole or refused whole.
     for (i, item) in list.iter().enumerate() {
-        let mut alert: Alert = serde_json::from_value(item.clone()).map_err(|e| {
+        let mut alert: Alert = serde_json::from_str(item.get()).map_err(|e| {
             PayloadError(format!("herald: `alerts[{i}]` is not a herald alert: {e}"))
         })?;
         if alert.name.trim().is_empty() || alert.fingerprint.trim().is_empty() {
@@ -55,8 +80,10 @@ pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
         if alert.instance().is_none() {
             alert.labels.insert("host".into(), sender.clone());
         }
-        alert.raw = serde_json::value::to_raw_value(item).ok();
+        alert.raw = Some((*item).to_owned());
         alerts.push(alert);
     }
-    Ok(alerts)
+    let n = alerts.len();
+    alerts.into_iter().for_each(f);
+    Ok(n)
 }

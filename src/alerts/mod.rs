@@ -14,6 +14,7 @@ pub mod generic;
 pub mod grafana;
 pub mod herald;
 pub mod incident;
+pub mod json;
 pub mod newrelic;
 pub mod opsgenie;
 pub mod pagerduty;
@@ -23,7 +24,6 @@ pub mod zabbix;
 pub use detect::{DRIVERS, detect_text};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -211,32 +211,50 @@ pub fn scan_text(
     driver: Option<&str>,
     mut f: impl FnMut(Alert),
 ) -> Result<(String, usize), PayloadError> {
-    let driver = match driver {
-        None | Some("auto") => detect_text(text)?,
-        Some(d) => detect::known(d)?,
+    let (driver, listed) = match driver {
+        None | Some("auto") => detect::detect_text_listed(text)?,
+        Some(d) => (detect::known(d)?, None),
     };
     let count = match driver {
         "alertmanager" => alertmanager::scan_text(text, &mut f)?,
+        // Detection already knows whether this is the unified (listed) or
+        // the legacy body; a forced `grafana` tries unified first.
+        "grafana" if listed == Some(false) => {
+            let mut alert = grafana::legacy(&parse_tree(text)?)?;
+            alert.raw = RawValue::from_string(text.to_string()).ok();
+            f(alert);
+            1
+        }
         "grafana" => grafana::scan_text(text, &mut f)?,
         "prometheus" => prometheus::scan_text(text, &mut f)?,
+        "herald" => herald::scan_text(text, &mut f)?,
         other => {
-            let value: Value = serde_json::from_str(text)
-                .map_err(|e| PayloadError(format!("invalid JSON: {e}")))?;
+            let value = parse_tree(text)?;
             let alerts = match other {
                 "pagerduty" => pagerduty::normalize(&value)?,
                 "datadog" => datadog::normalize(&value)?,
                 "newrelic" => newrelic::normalize(&value)?,
                 "opsgenie" => opsgenie::normalize(&value)?,
                 "zabbix" => zabbix::normalize(&value)?,
-                "herald" => herald::normalize(&value)?,
                 _ => generic::normalize(&value)?,
             };
             let n = alerts.len();
-            alerts.into_iter().for_each(&mut f);
+            for mut alert in alerts {
+                // An alert that is the whole body keeps the body as its raw,
+                // as received (no second serialization).
+                if alert.raw.is_none() && n == 1 {
+                    alert.raw = RawValue::from_string(text.to_string()).ok();
+                }
+                f(alert);
+            }
             n
         }
     };
     Ok((driver.to_string(), count))
+}
+
+fn parse_tree(text: &str) -> Result<json::Json<'_>, PayloadError> {
+    serde_json::from_str(text).map_err(|e| PayloadError(format!("invalid JSON: {e}")))
 }
 
 /// The host or instance an alert is about: the first of its `instance`,
@@ -260,10 +278,13 @@ pub fn fingerprint(name: &str, labels: &BTreeMap<String, String>) -> String {
         hasher.update([b'=']);
         hasher.update(v.as_bytes());
     }
-    hasher.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for b in &hasher.finalize()[..8] {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 #[cfg(test)]

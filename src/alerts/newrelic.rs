@@ -11,11 +11,11 @@
 //! Fingerprint: the incident id (classic) or issue id (workflow). The host
 //! label is the first target's name or the first impacted entity.
 
-use super::fields::{Obj, scalar_text};
+use super::fields::Obj;
+use super::json::Json;
 use super::{Alert, AlertStatus, PayloadError, Severity};
-use serde_json::Value;
 
-pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
+pub fn normalize(value: &Json<'_>) -> Result<Vec<Alert>, PayloadError> {
     let body = Obj::root("newrelic", value)?;
     if body.text("condition_name").is_some() || body.text("current_state").is_some() {
         classic(&body)
@@ -25,7 +25,7 @@ pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
     .map(|a| vec![a])
 }
 
-fn classic(body: &Obj<'_>) -> Result<Alert, PayloadError> {
+fn classic(body: &Obj<'_, '_>) -> Result<Alert, PayloadError> {
     let id = body.require(&["incident_id"])?;
     let name = body.require(&["condition_name"])?;
     let state = body.require(&["current_state"])?;
@@ -37,7 +37,7 @@ fn classic(body: &Obj<'_>) -> Result<Alert, PayloadError> {
         .array("targets")
         .and_then(|t| t.first())
         .and_then(|t| t.get("name"))
-        .and_then(scalar_text)
+        .and_then(Json::scalar_text)
     {
         alert.labels.insert("host".into(), target);
     }
@@ -58,16 +58,15 @@ fn classic(body: &Obj<'_>) -> Result<Alert, PayloadError> {
         .unwrap_or_default();
     alert.starts_at = body.text("timestamp").and_then(|t| millis(&t));
     alert.generator_url = body.text("incident_url");
-    alert.raw = body.raw();
     Ok(alert.fingerprint_or_hash(Some(id)))
 }
 
-fn workflow(body: &Obj<'_>) -> Result<Alert, PayloadError> {
+fn workflow(body: &Obj<'_, '_>) -> Result<Alert, PayloadError> {
     let id = body.require(&["id", "issueId"])?;
     let condition = body
         .array("alertConditionNames")
         .and_then(|n| n.first())
-        .and_then(scalar_text);
+        .and_then(Json::scalar_text);
     let name = condition
         .or_else(|| body.text("title"))
         .ok_or_else(|| body.missing(&["title", "alertConditionNames"]))?;
@@ -84,7 +83,7 @@ fn workflow(body: &Obj<'_>) -> Result<Alert, PayloadError> {
         .array("impactedEntities")
         .into_iter()
         .flatten()
-        .filter_map(scalar_text)
+        .filter_map(Json::scalar_text)
         .collect();
     if let Some(first) = entities.first() {
         alert.labels.insert("host".into(), first.clone());
@@ -93,7 +92,7 @@ fn workflow(body: &Obj<'_>) -> Result<Alert, PayloadError> {
     if let Some(policy) = body
         .array("alertPolicyNames")
         .and_then(|n| n.first())
-        .and_then(scalar_text)
+        .and_then(Json::scalar_text)
     {
         alert.labels.insert("policy".into(), policy);
     }
@@ -103,7 +102,6 @@ fn workflow(body: &Obj<'_>) -> Result<Alert, PayloadError> {
     alert.description = body.text("title").unwrap_or_default();
     alert.starts_at = body.text("createdAt").and_then(|t| millis(&t));
     alert.generator_url = body.first(&["issueUrl", "issuePageUrl"]);
-    alert.raw = body.raw();
     Ok(alert.fingerprint_or_hash(Some(id)))
 }
 

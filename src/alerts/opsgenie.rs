@@ -11,8 +11,8 @@
 //! become labels; `entity` is the host when no `host` label is given.
 
 use super::fields::{Obj, tags};
+use super::json::Json;
 use super::{Alert, AlertStatus, PayloadError, pagerduty};
-use serde_json::Value;
 
 const FIRING: &[&str] = &[
     "create",
@@ -34,7 +34,7 @@ const FIRING: &[&str] = &[
     "customaction",
 ];
 
-pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
+pub fn normalize(value: &Json<'_>) -> Result<Vec<Alert>, PayloadError> {
     let body = Obj::root("opsgenie", value)?;
     let action = body.require(&["action"])?;
     let inner = body.require_object("alert")?;
@@ -54,7 +54,7 @@ pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
         inner.text("priority").as_deref(),
         pagerduty::priority_severity,
     );
-    alert.labels = tags(inner.map.get("tags"));
+    alert.labels = tags(inner.get("tags"));
     alert.labels.extend(inner.strings("details"));
     if let Some(entity) = inner.text("entity") {
         alert.labels.entry("host".into()).or_insert(entity.clone());
@@ -71,6 +71,5 @@ pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
             .and_then(chrono::DateTime::from_timestamp_millis)
             .map(|d| d.to_rfc3339())
     });
-    alert.raw = body.raw();
     Ok(vec![alert.fingerprint_or_hash(Some(id))])
 }

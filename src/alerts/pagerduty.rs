@@ -13,10 +13,10 @@
 //! info; without a priority, `urgency` high → critical, low → warning.
 
 use super::fields::Obj;
+use super::json::Json;
 use super::{Alert, AlertStatus, PayloadError, Severity};
-use serde_json::Value;
 
-pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
+pub fn normalize(value: &Json<'_>) -> Result<Vec<Alert>, PayloadError> {
     let body = Obj::root("pagerduty", value)?;
     if let Some(event) = body.object("event") {
         return Ok(v3(event)?.into_iter().collect());
@@ -36,7 +36,7 @@ pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
     Err(body.missing(&["event", "messages"]))
 }
 
-fn v3(event: Obj<'_>) -> Result<Option<Alert>, PayloadError> {
+fn v3(event: Obj<'_, '_>) -> Result<Option<Alert>, PayloadError> {
     let event_type = event.require(&["event_type"])?;
     if !event_type.starts_with("incident.") {
         return Ok(None);
@@ -49,11 +49,10 @@ fn v3(event: Obj<'_>) -> Result<Option<Alert>, PayloadError> {
     let mut alert = incident(&data, title, resolved);
     alert.labels.insert("event_type".into(), event_type);
     alert.starts_at = event.text("occurred_at").or(data.text("created_at"));
-    alert.raw = event.raw();
     Ok(Some(alert.fingerprint_or_hash(Some(id))))
 }
 
-fn v2(message: Obj<'_>) -> Result<Option<Alert>, PayloadError> {
+fn v2(message: Obj<'_, '_>) -> Result<Option<Alert>, PayloadError> {
     let kind = message.require(&["event", "type"])?;
     if !kind.starts_with("incident.") {
         return Ok(None);
@@ -76,7 +75,7 @@ fn v2(message: Obj<'_>) -> Result<Option<Alert>, PayloadError> {
 }
 
 /// What v2 and v3 incidents share.
-fn incident(inc: &Obj<'_>, title: String, resolved: bool) -> Alert {
+fn incident(inc: &Obj<'_, '_>, title: String, resolved: bool) -> Alert {
     let status = if resolved {
         AlertStatus::Resolved
     } else {

@@ -14,10 +14,10 @@
 //! same.
 
 use super::fields::{Obj, tags};
+use super::json::Json;
 use super::{Alert, AlertStatus, PayloadError, Severity};
-use serde_json::Value;
 
-pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
+pub fn normalize(value: &Json<'_>) -> Result<Vec<Alert>, PayloadError> {
     let body = Obj::root("zabbix", value)?;
     let name = body.require(&["trigger_name", "event_name", "name", "subject"])?;
     let status_text = body.first(&["status", "event_status", "trigger_status"]);
@@ -38,7 +38,7 @@ pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
         Some(s) => alert.set_severity(Some(&s), severity),
         None => alert.set_severity(body.text("event_nseverity").as_deref(), severity),
     }
-    alert.labels = tags(body.map.get("event_tags"));
+    alert.labels = tags(body.get("event_tags"));
     if let Some(host) = body.first(&["host", "hostname", "host_name"]) {
         alert.labels.insert("host".into(), host);
     }
@@ -55,7 +55,6 @@ pub fn normalize(value: &Value) -> Result<Vec<Alert>, PayloadError> {
         (d, _) => d,
     };
     alert.generator_url = body.first(&["url", "trigger_url", "event_url"]);
-    alert.raw = body.raw();
     let id = body.first(&["event_id", "eventid"]).or_else(|| {
         body.text("trigger_id").map(|t| {
             format!(
