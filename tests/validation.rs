@@ -305,7 +305,7 @@ fn bad_schedules() {
 fn bad_triggers() {
     let node = format!(r#"[{{"id": "a", "type": "notify", "config": {LOG}}}]"#);
     let i = issues(&format!(
-        r#"{{"version": "1", "trigger": {{"sources": ["alertmanger"], "status": ["open"], "match": {{"severity": 3}}}}, "nodes": {node}}}"#
+        r#"{{"version": "1", "trigger": {{"sources": ["alertmanger"], "status": ["open"], "match": {{"severity": 3, "label.team": "db", "labels.team": "db"}}}}, "nodes": {node}}}"#
     ));
     assert!(
         issue_at(&i, "trigger.sources[0]")
@@ -318,6 +318,13 @@ fn bad_triggers() {
             .message
             .contains("must be a string")
     );
+    // A misspelt field would never match: refused, with the fields listed.
+    assert!(
+        issue_at(&i, "trigger.match.label.team")
+            .message
+            .contains("`labels.<name>`")
+    );
+    assert!(!i.iter().any(|x| x.path == "trigger.match.labels.team"));
 }
 
 #[test]

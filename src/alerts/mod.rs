@@ -121,6 +121,33 @@ impl Alert {
         self
     }
 
+    /// A field by its trigger path (`name`, `severity`, `labels.team`,
+    /// `annotations.summary`, …), as text; `None` when absent. Read
+    /// directly, since triggers check every alert of a storm.
+    pub fn field(&self, path: &str) -> Option<String> {
+        let opt = |v: &Option<String>| v.clone();
+        match path.split_once('.') {
+            Some(("labels", key)) => self.labels.get(key).cloned(),
+            Some(("annotations", key)) => self.annotations.get(key).cloned(),
+            Some(_) => None,
+            None => match path {
+                "name" => Some(self.name.clone()),
+                "fingerprint" => Some(self.fingerprint.clone()),
+                "status" => Some(self.status.as_str().to_string()),
+                "status_raw" => opt(&self.status_raw),
+                "severity" => Some(self.severity.as_str().to_string()),
+                "severity_raw" => opt(&self.severity_raw),
+                "description" => Some(self.description.clone()),
+                "source" => Some(self.source.clone()),
+                "starts_at" => opt(&self.starts_at),
+                "ends_at" => opt(&self.ends_at),
+                "generator_url" => opt(&self.generator_url),
+                "instance" => self.instance().map(str::to_string),
+                _ => None,
+            },
+        }
+    }
+
     /// The host or instance this alert is about, from its labels.
     pub fn instance(&self) -> Option<&str> {
         instance_of(self)
@@ -183,6 +210,32 @@ impl Severity {
             Severity::Warning => "warning",
             Severity::Critical => "critical",
         }
+    }
+}
+
+/// The alert fields a trigger's `match` can name (plus `labels.<name>` and
+/// `annotations.<name>`).
+pub const FIELDS: &[&str] = &[
+    "name",
+    "fingerprint",
+    "status",
+    "status_raw",
+    "severity",
+    "severity_raw",
+    "description",
+    "source",
+    "starts_at",
+    "ends_at",
+    "generator_url",
+    "instance",
+];
+
+/// Whether [`Alert::field`] knows `path`.
+pub fn is_field_path(path: &str) -> bool {
+    match path.split_once('.') {
+        Some(("labels" | "annotations", key)) => !key.is_empty(),
+        Some(_) => false,
+        None => FIELDS.contains(&path),
     }
 }
 

@@ -179,20 +179,8 @@ impl Trigger {
         if !self.sources.is_empty() && !self.sources.iter().any(|s| s == source) {
             return false;
         }
-        let fields = serde_json::to_value(alert).unwrap_or(Value::Null);
-        let text = |path: &str| {
-            condition::lookup(&fields, path.split('.')).and_then(|v| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Null => None,
-                other => Some(other.to_string()),
-            })
-        };
-        if !self.status.is_empty()
-            && !self
-                .status
-                .iter()
-                .any(|s| text("status").as_deref() == Some(s.as_str()))
-        {
+        let text = |path: &str| alert.field(path);
+        if !self.status.is_empty() && !self.status.iter().any(|s| s == alert.status.as_str()) {
             return false;
         }
         self.matchers

@@ -350,6 +350,16 @@ impl Checker<'_> {
             && let Some(m) = self.object("trigger.match", v)
         {
             for (key, value) in m {
+                if !crate::alerts::is_field_path(key) {
+                    self.issue(
+                        format!("trigger.match.{key}"),
+                        format!(
+                            "`{key}` is not an alert field; use one of {}, or `labels.<name>` / `annotations.<name>`",
+                            crate::alerts::FIELDS.join(", ")
+                        ),
+                    );
+                    continue;
+                }
                 match value {
                     Value::String(s) => trigger.matchers.push((key.clone(), s.clone())),
                     other => self.issue(
