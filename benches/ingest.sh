@@ -6,6 +6,7 @@
 #
 #   bash benches/ingest.sh           # 10 s per case, 8 connections, 500 alerts a body
 #   BATCH=1000 DURATION=30s bash benches/ingest.sh
+#   ROUTE=none bash benches/ingest.sh    # incidents only, no pipeline runs
 #
 # Cases:
 #   new     every alert of every body is new: each opens an incident, and each
@@ -30,6 +31,8 @@ definitions_dir = "definitions"
 log_level = "warn"
 [queue]
 capacity = 2000000
+[webhooks]
+default_route = "${ROUTE:-builtin}"
 TOML
 ./target/release/herald --config "$work/config.toml" serve &
 pid=$!

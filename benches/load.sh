@@ -7,8 +7,10 @@
 #   DURATION=30s CONNECTIONS=64 bash benches/load.sh
 #
 # Cases:
-#   async  POST /alerts/webhook/alertmanager/  the real Alertmanager 0.25 body;
-#          each 202 is a durable job (flushed to disk before the answer)
+#   async  POST /alerts/webhook/alertmanager/  the real Alertmanager 0.25 body,
+#          its fingerprint and instance made unique per request (a re-send
+#          of the same alert changes nothing and starts no job); each 202 is
+#          a new incident and a durable job, flushed to disk before the answer
 #   sync   POST /orchestration/definitions/sync-log/execute/  a transform →
 #          notify(log) definition, answered with the run result
 set -euo pipefail
@@ -62,6 +64,18 @@ LUA
 
 echo "== async webhook ingest (Alertmanager fixture), $CONNECTIONS connections, $DURATION"
 post_script "$PWD/tests/fixtures/alertmanager-0.25-webhook-firing.json"
+# Each request a new alert: the fixture's fingerprint and instance numbered.
+cat >> "$work/post.lua" <<'LUA'
+local template = wrk.body
+local counter = 0
+setup = function(thread) thread:set("tid", math.random(1, 1e9)) end
+request = function()
+  counter = counter + 1
+  local id = tid .. "-" .. counter
+  local b = template:gsub("4e70aa3763bd0be1", id):gsub("db%-server%-01", "db-" .. id)
+  return wrk.format(nil, nil, nil, b)
+end
+LUA
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" "$url/alerts/webhook/alertmanager/" &
 wrk_pid=$!
 sleep 5

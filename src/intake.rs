@@ -44,6 +44,9 @@ pub struct Received {
     pub incident_ids: Vec<String>,
     /// For each definition handed in, whether its trigger claimed a changed alert.
     pub matched: Vec<bool>,
+    /// Whether any alert state was written under this delivery (else it
+    /// needs no delivery record).
+    pub wrote: bool,
 }
 
 impl Received {
@@ -92,6 +95,7 @@ pub fn receive<B: Book<Error = StoreError>>(
     let mut incident_ids = Vec::new();
     let mut seen = BTreeSet::new();
     let mut matched = vec![false; triggers.len()];
+    let mut wrote = false;
     let mut failure = None;
     let (driver, alert_count) = alerts::scan_text(text, driver, |alert| {
         if failure.is_some() {
@@ -110,6 +114,7 @@ pub fn receive<B: Book<Error = StoreError>>(
         match incident::apply(book, alert, delivery_id, now, window) {
             Ok(applied) => {
                 *counts.entry(applied.change).or_default() += 1;
+                wrote |= applied.wrote;
                 if applied.change.is_material() {
                     for (m, claim) in matched.iter_mut().zip(claims) {
                         *m |= claim;
@@ -139,6 +144,7 @@ pub fn receive<B: Book<Error = StoreError>>(
         changes,
         incident_ids,
         matched,
+        wrote,
     })
 }
 

@@ -472,3 +472,55 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A change whose delivery never finished (the process died before the
+/// runs were written, or the queue said 429) is reported again by the
+/// retried webhook, not taken for an unchanged re-send.
+#[test]
+fn an_unfinished_delivery_is_reported_again() {
+    use herald::intake;
+    use herald::store::{Delivery, Store, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let body = String::from_utf8(body("alertmanager-0.25-webhook-firing.json")).unwrap();
+    let window = Duration::from_secs(3600);
+    let receive = |delivery: &str| {
+        intake::receive(&mut store.book(), &body, None, &[], delivery, window).unwrap()
+    };
+    let first = receive(&intake::new_delivery_id());
+    assert!(first.material() && first.wrote);
+    // No delivery record was written: the retry reports the opening again,
+    // into the same incident.
+    let retry_id = intake::new_delivery_id();
+    let retry = receive(&retry_id);
+    assert!(retry.material(), "{retry:?}");
+    assert_eq!(retry.changes[0].change.as_str(), "opened");
+    assert_eq!(retry.incident_ids, first.incident_ids);
+    // Once the retry's delivery is recorded, a re-send is unchanged and
+    // writes nothing.
+    store
+        .put_delivery(&Delivery {
+            id: retry_id,
+            at: chrono::Utc::now(),
+            driver: "alertmanager".into(),
+            alert_count: 1,
+            run_ids: vec![],
+        })
+        .unwrap();
+    let resend = receive(&intake::new_delivery_id());
+    assert!(!resend.material() && !resend.wrote, "{resend:?}");
+    // A delivery older than the pending window counts as finished.
+    let other = String::from_utf8(am_alert("Old", "h1", "firing", "warning")).unwrap();
+    let stale = "01ARZ3NDEKTSV4RRFFQ69G5FAV"; // a ULID from 2016
+    intake::receive(&mut store.book(), &other, None, &[], stale, window).unwrap();
+    let again = intake::receive(
+        &mut store.book(),
+        &other,
+        None,
+        &[],
+        &intake::new_delivery_id(),
+        window,
+    )
+    .unwrap();
+    assert!(!again.material(), "{again:?}");
+}

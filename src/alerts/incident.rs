@@ -240,6 +240,10 @@ pub struct Applied {
     pub severity: Severity,
     pub incident_id: Option<String>,
     pub change: Change,
+    /// Whether anything was written (a re-send of a delivered state writes
+    /// nothing, and needs no delivery record).
+    #[serde(skip)]
+    pub wrote: bool,
 }
 
 /// Applies one alert arriving with `delivery` at `now`.
@@ -259,6 +263,7 @@ pub fn apply<B: Book>(
         severity: alert.severity,
         incident_id,
         change,
+        wrote: true,
     };
     // Same status and severity: a re-send, unless the delivery that made
     // the change never finished.
@@ -267,7 +272,10 @@ pub fn apply<B: Book>(
         && p.alert.severity == alert.severity
     {
         if book.delivered(&p.delivery)? {
-            return Ok(applied(&alert, p.incident_id, Change::Unchanged));
+            return Ok(Applied {
+                wrote: false,
+                ..applied(&alert, p.incident_id, Change::Unchanged)
+            });
         }
         p.delivery = delivery.to_string();
         p.alert = alert;

@@ -158,10 +158,13 @@ async fn accept_inner(
     let finish = finish_delivery(app, &received, run_ids.clone(), guard);
     if records.is_empty() {
         finish().map_err(ApiError::internal)?;
-        app.store
-            .flush_grouped()
-            .await
-            .map_err(|e| queue_error(QueueError::Flush(e.to_string())))?;
+        // A pure re-send wrote nothing: nothing to make durable.
+        if received.wrote {
+            app.store
+                .flush_grouped()
+                .await
+                .map_err(|e| queue_error(QueueError::Flush(e.to_string())))?;
+        }
     } else {
         app.queue
             .enqueue_then(&records, finish)
@@ -188,6 +191,7 @@ pub fn finish_delivery(
 ) -> impl FnOnce() -> Result<(), crate::store::StoreError> + use<> {
     let store = app.store.clone();
     let incident_ids = received.incident_ids.clone();
+    let wrote = received.wrote;
     let delivery = Delivery {
         id: received.delivery_id.clone(),
         at: chrono::Utc::now(),
@@ -197,7 +201,10 @@ pub fn finish_delivery(
     };
     move || {
         store.add_incident_runs(&incident_ids, &delivery.run_ids)?;
-        store.put_delivery(&delivery)?;
+        // A delivery that wrote no alert state has nothing to vouch for.
+        if wrote {
+            store.put_delivery(&delivery)?;
+        }
         drop(guard);
         Ok(())
     }
