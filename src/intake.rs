@@ -254,7 +254,8 @@ pub fn incident_detail(store: &Store, id: &str) -> Result<Option<Value>, StoreEr
         }
     }
     let mut runs = Vec::new();
-    for run_id in incident.runs.iter().rev() {
+    let run_ids = store.incident_runs(id, incident::INCIDENT_RUNS)?;
+    for run_id in &run_ids {
         if let Some(run) = store.get_run(run_id)? {
             runs.push(json!({"run_id": run.run_id, "definition": run.definition,
                              "status": run.status, "created_at": run.created_at}));

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 pub const ALERT_HISTORY: usize = 50;
 /// Events kept per incident, newest last.
 pub const INCIDENT_HISTORY: usize = 200;
-/// Runs remembered per incident, newest last.
+/// Runs listed with an incident, newest first.
 pub const INCIDENT_RUNS: usize = 100;
 
 /// What one alert did.
@@ -140,8 +140,6 @@ pub struct Incident {
     /// Keys of every alert that joined it.
     pub alerts: BTreeSet<String>,
     pub history: Vec<IncidentEvent>,
-    /// Runs started for it, newest last.
-    pub runs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,7 +170,6 @@ impl Incident {
             firing: BTreeSet::new(),
             alerts: BTreeSet::new(),
             history: Vec::new(),
-            runs: Vec::new(),
         }
     }
 
@@ -188,13 +185,6 @@ impl Incident {
             },
             INCIDENT_HISTORY,
         );
-    }
-
-    /// Remembers a run started for this incident.
-    pub fn add_run(&mut self, run_id: &str) {
-        if !self.runs.iter().any(|r| r == run_id) {
-            push_capped(&mut self.runs, run_id.to_string(), INCIDENT_RUNS);
-        }
     }
 }
 

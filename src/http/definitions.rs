@@ -119,7 +119,7 @@ pub async fn execute(app: &App, name: &str, req: Request<Incoming>) -> Result<Re
     let definition = runnable(app, name)?;
     let mut request = run_request(app, req).await?;
     if asynchronous {
-        let tracked = track(app, &mut request).await?;
+        let tracked = track(app, &definition, &mut request).await?;
         let record = Engine::new_record(&definition, request);
         enqueue_tracked(app, &record, tracked).await?;
         return Ok(json(

@@ -50,17 +50,23 @@ pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest
     })
 }
 
-/// Applies the payload's alerts to incidents when it reads as alerts (the
-/// seed app's pipeline endpoint created incidents too); anything else runs
-/// as it is, and the ingest node, if any, says what is wrong with it. The
-/// returned closure finishes the delivery once the run ids are known.
+/// Applies the payload's alerts to incidents when `definition` reads alerts
+/// (it has an ingest node: the seed app's pipeline endpoint created
+/// incidents too) and the payload reads as alerts; anything else runs as it
+/// is, and the ingest node, if any, says what is wrong with it. A definition
+/// without an ingest node never touches incidents. The caller finishes the
+/// delivery once the run ids are known.
 pub async fn track(
     app: &App,
+    definition: &Definition,
     request: &mut RunRequest,
 ) -> Result<Option<(intake::Received, OwnedMutexGuard<()>)>, ApiError> {
     let Some(text) = request.payload.text() else {
         return Ok(None);
     };
+    if !definition.nodes.iter().any(|n| n.node_type == "ingest") {
+        return Ok(None);
+    }
     let driver = request
         .source
         .as_deref()
@@ -108,7 +114,7 @@ pub async fn run_tracked(
     definition: &Definition,
     mut request: RunRequest,
 ) -> Result<crate::engine::RunResult, ApiError> {
-    let tracked = track(app, &mut request).await?;
+    let tracked = track(app, definition, &mut request).await?;
     let record = Engine::new_record(definition, request);
     if let Some((received, guard)) = tracked {
         finish_delivery(app, &received, vec![record.run_id.clone()], guard)()
@@ -166,7 +172,7 @@ pub fn engine_error(e: EngineError) -> ApiError {
 pub async fn accept(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let mut request = run_request(app, req).await?;
     let definition = builtin(app)?;
-    let tracked = track(app, &mut request).await?;
+    let tracked = track(app, &definition, &mut request).await?;
     let record = Engine::new_record(&definition, request);
     enqueue_tracked(app, &record, tracked).await?;
     Ok(json(
@@ -246,6 +252,7 @@ pub fn detail(app: &App, run_id: &str) -> Result<Resp, ApiError> {
     let stages = app.store.stages(run_id).map_err(ApiError::internal)?;
     let mut out = json!(run);
     out["payload"] = json!(run.payload);
+    out["intake"] = json!(run.intake);
     out["stages"] = json!(stages);
     Ok(json(StatusCode::OK, &out))
 }

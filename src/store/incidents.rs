@@ -5,6 +5,8 @@
 //! - `alerts`: `source/fingerprint` → [`AlertState`].
 //! - `incidents`: incident id (`inc-` + ULID, so key order is age) → [`Incident`].
 //! - `incident_groups`: `name \0 instance` → the group's latest incident id.
+//! - `incident_runs`: `incident id \0 run id` → (): the runs started for an
+//!   incident; one small insert per run, never a rewrite of the incident.
 //! - `deliveries`: delivery id (ULID) → [`Delivery`]: written after the runs
 //!   a webhook started, so its presence says they are durable.
 
@@ -49,6 +51,7 @@ pub(super) struct Trees {
     pub alerts: sled::Tree,
     pub incidents: sled::Tree,
     pub groups: sled::Tree,
+    pub runs: sled::Tree,
     pub deliveries: sled::Tree,
 }
 
@@ -58,6 +61,7 @@ impl Trees {
             alerts: db.open_tree("alerts")?,
             incidents: db.open_tree("incidents")?,
             groups: db.open_tree("incident_groups")?,
+            runs: db.open_tree("incident_runs")?,
             deliveries: db.open_tree("deliveries")?,
         })
     }
@@ -122,17 +126,32 @@ impl Store {
         run_ids: &[String],
     ) -> Result<(), StoreError> {
         for id in incident_ids {
-            if let Some(mut inc) = self.get_incident(id)? {
-                for run in run_ids {
-                    inc.add_run(run);
-                }
+            for run in run_ids {
                 self.inner
                     .book
-                    .incidents
-                    .insert(id.as_bytes(), encode(&inc)?)?;
+                    .runs
+                    .insert(super::index_key(id, run), &[])?;
             }
         }
         Ok(())
+    }
+
+    /// The newest `limit` runs started for an incident, newest first.
+    pub fn incident_runs(&self, id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for key in self
+            .inner
+            .book
+            .runs
+            .scan_prefix(super::index_prefix(id))
+            .keys()
+            .rev()
+            .take(limit)
+        {
+            let key = key?;
+            out.push(String::from_utf8_lossy(&key[id.len() + 1..]).into_owned());
+        }
+        Ok(out)
     }
 
     /// Incidents newest first, filtered; entries that fail the filter are

@@ -8,6 +8,9 @@
 //! - `runs_by_status`, `runs_by_definition`: `value \0 run id` → (). Index
 //!   entries are hints: a listing always re-reads the run and re-checks the
 //!   filter, so an entry left behind by a crash can never show a wrong run.
+//! - `payloads`, `intakes`: run id → the inbound payload text, and what its
+//!   alerts did to incidents: written once, kept out of the run record,
+//!   which is rewritten at every stage.
 //! - `queue`: run id → [`Job`]: runs accepted and not yet finished. A job is
 //!   written before its run record, so a crash between the two leaves a job
 //!   without a run (dropped at startup), never a run nobody will execute.
@@ -102,6 +105,7 @@ struct Inner {
     by_definition: sled::Tree,
     queue: sled::Tree,
     payloads: sled::Tree,
+    intakes: sled::Tree,
     book: incidents::Trees,
     run_count: AtomicU64,
     options: StoreOptions,
@@ -141,6 +145,7 @@ impl Store {
                 by_definition: db.open_tree("runs_by_definition")?,
                 queue: db.open_tree("queue")?,
                 payloads: db.open_tree("payloads")?,
+                intakes: db.open_tree("intakes")?,
                 book: incidents::Trees::open(&db)?,
                 runs,
                 db,
@@ -191,6 +196,11 @@ impl Store {
                         .payloads
                         .insert(run.run_id.as_bytes(), text.as_bytes())?;
                 }
+                if let Some(intake) = &run.intake {
+                    inner
+                        .intakes
+                        .insert(run.run_id.as_bytes(), encode(intake.as_ref())?)?;
+                }
                 inner
                     .by_definition
                     .insert(index_key(&run.definition, &run.run_id), &[])?;
@@ -219,6 +229,9 @@ impl Store {
             run.payload = crate::payload::Payload::from_json_text(
                 String::from_utf8_lossy(&bytes).into_owned(),
             );
+        }
+        if let Some(bytes) = self.inner.intakes.get(run_id.as_bytes())? {
+            run.intake = Some(std::sync::Arc::new(decode(run_id, &bytes)?));
         }
         Ok(Some(run))
     }
@@ -306,6 +319,7 @@ impl Store {
         };
         inner.run_count.fetch_sub(1, Ordering::Relaxed);
         inner.payloads.remove(run_id.as_bytes())?;
+        inner.intakes.remove(run_id.as_bytes())?;
         if let Ok(run) = decode::<PipelineRun>(run_id, &bytes) {
             inner
                 .by_status

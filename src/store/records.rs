@@ -135,8 +135,9 @@ pub struct PipelineRun {
     pub current_stage: Option<String>,
     pub current_node: Option<String>,
     pub incident_id: Option<String>,
-    /// What the payload's alerts did to incidents on arrival.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What the payload's alerts did to incidents on arrival. Stored apart
+    /// from the record, like the payload.
+    #[serde(skip)]
     pub intake: Option<std::sync::Arc<Value>>,
     /// How many times the run was started (1, plus one per resume).
     pub attempts: u32,
