@@ -524,3 +524,64 @@ fn an_unfinished_delivery_is_reported_again() {
     .unwrap();
     assert!(!again.material(), "{again:?}");
 }
+
+/// Retention removes incidents resolved before the cutoff, with their alert
+/// states and indexes; open incidents stay however old.
+#[test]
+fn retention_prunes_resolved_incidents_only() {
+    use herald::intake;
+    use herald::store::{Store, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let window = Duration::from_secs(3600);
+    let send = |body: &[u8]| {
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        intake::receive(
+            &mut store.book(),
+            &text,
+            None,
+            &[],
+            &intake::new_delivery_id(),
+            window,
+        )
+        .unwrap()
+    };
+    let fired = send(&am_alert("Gone", "h1", "firing", "warning"));
+    let closed = fired.incident_ids[0].clone();
+    let alert_key = fired.changes[0].key.clone();
+    store
+        .add_incident_runs(
+            std::slice::from_ref(&closed),
+            &["01ARZ3NDEKTSV4RRFFQ69G5FAV".into()],
+        )
+        .unwrap();
+    assert_eq!(
+        send(&am_alert("Gone", "h1", "resolved", "warning")).changes[0]
+            .change
+            .as_str(),
+        "closed"
+    );
+    let open = send(&am_alert("Stays", "h2", "firing", "warning")).incident_ids[0].clone();
+
+    // Not yet past retention: nothing goes.
+    store.prune(chrono::Utc::now(), 100).unwrap();
+    assert!(store.get_incident(&closed).unwrap().is_some());
+    assert!(store.get_alert_state(&alert_key).unwrap().is_some());
+
+    let later = chrono::Utc::now() + chrono::Duration::days(400);
+    store.prune(later, 100).unwrap();
+    assert!(
+        store.get_incident(&closed).unwrap().is_none(),
+        "resolved and old: pruned"
+    );
+    assert!(store.incident_runs(&closed, 10).unwrap().is_empty());
+    assert!(
+        store.get_alert_state(&alert_key).unwrap().is_none(),
+        "its alert state too"
+    );
+    assert!(store.get_incident(&open).unwrap().is_some(), "open: kept");
+    // The pruned alert firing again opens a new incident, not the old id.
+    let again = send(&am_alert("Gone", "h1", "firing", "warning"));
+    assert_eq!(again.changes[0].change.as_str(), "opened");
+    assert_ne!(again.incident_ids[0], closed);
+}

@@ -220,6 +220,64 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Deletes up to `batch` incidents resolved before `cutoff`, oldest
+    /// first, with what only they use: their alerts' states (when still
+    /// resolved and theirs), their group entry (when it points at them), and
+    /// their run index. Open incidents are kept however old.
+    pub(super) fn prune_incidents(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        let book = &self.inner.book;
+        let cutoff_ms = cutoff.timestamp_millis().max(0) as u64;
+        let mut victims = Vec::new();
+        // Old open incidents are read past, a bounded number per call.
+        for item in book.incidents.iter().take(MAX_SCANNED) {
+            let (key, bytes) = item?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            // Ids are in opening order: one opened after the cutoff cannot
+            // have been resolved before it, nor can any later one.
+            let opened_ms = id
+                .strip_prefix("inc-")
+                .and_then(|u| ulid::Ulid::from_string(&u.to_ascii_uppercase()).ok())
+                .map(|u| u.timestamp_ms());
+            if opened_ms.is_some_and(|ms| ms >= cutoff_ms) || victims.len() >= batch {
+                break;
+            }
+            let inc: Incident = decode(&id, &bytes)?;
+            if inc.status == IncidentStatus::Resolved && inc.resolved_at.is_some_and(|t| t < cutoff)
+            {
+                victims.push(inc);
+            }
+        }
+        let n = victims.len();
+        for inc in victims {
+            for key in &inc.alerts {
+                if let Some(state) = self.get_alert_state(key)?
+                    && state.incident_id.as_deref() == Some(inc.id.as_str())
+                    && state.alert.status == crate::alerts::AlertStatus::Resolved
+                {
+                    book.alerts.remove(key.as_bytes())?;
+                }
+            }
+            let group = group_key(&inc.name, inc.instance.as_deref());
+            if book.groups.get(&group)?.as_deref() == Some(inc.id.as_bytes()) {
+                book.groups.remove(group)?;
+            }
+            for run in book.runs.scan_prefix(super::index_prefix(&inc.id)).keys() {
+                book.runs.remove(run?)?;
+            }
+            book.incidents.remove(inc.id.as_bytes())?;
+        }
+        Ok(n)
+    }
+}
+
+/// Incidents read per pruning call, at most.
+const MAX_SCANNED: usize = 10_000;
+
 /// The incident book in sled.
 pub struct StoreBook<'a> {
     store: &'a Store,

@@ -446,6 +446,7 @@ impl Store {
             }
         }
         deleted += self.prune_deliveries(cutoff_ms, batch)?;
+        deleted += self.prune_incidents(cutoff, batch)?;
         Ok(deleted)
     }
 }

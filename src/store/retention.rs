@@ -21,7 +21,10 @@ pub fn spawn_pruner(store: Store) -> tokio::task::JoinHandle<()> {
                     Ok(Ok(n)) if n == BATCH => tokio::task::yield_now().await,
                     Ok(Ok(n)) => {
                         if n > 0 {
-                            tracing::info!(pruned = n, "retention: pruned old runs");
+                            tracing::info!(
+                                pruned = n,
+                                "retention: pruned old runs, incidents and deliveries"
+                            );
                         }
                         break;
                     }
