@@ -101,16 +101,7 @@ pub fn receive<B: Book<Error = StoreError>>(
         if failure.is_some() {
             return;
         }
-        let claims: Vec<bool> = triggers
-            .iter()
-            .zip(&matched)
-            .map(|(d, done)| {
-                !done
-                    && d.trigger
-                        .as_ref()
-                        .is_some_and(|t| t.matches(&alert.source, &alert))
-            })
-            .collect();
+        let claims = claims(triggers, &alert, &matched);
         match incident::apply(book, alert, delivery_id, now, window) {
             Ok(applied) => {
                 *counts.entry(applied.change).or_default() += 1;
@@ -148,6 +139,21 @@ pub fn receive<B: Book<Error = StoreError>>(
     })
 }
 
+/// For each definition, whether its trigger claims `alert` (skipping those
+/// already claimed: `done`).
+fn claims(triggers: &[Arc<Definition>], alert: &alerts::Alert, done: &[bool]) -> Vec<bool> {
+    triggers
+        .iter()
+        .zip(done)
+        .map(|(d, done)| {
+            !done
+                && d.trigger
+                    .as_ref()
+                    .is_some_and(|t| t.matches(&alert.source, alert))
+        })
+        .collect()
+}
+
 /// A new delivery id (a ULID: its age is in it).
 pub fn new_delivery_id() -> String {
     ulid::Ulid::new().to_string()
@@ -179,14 +185,7 @@ pub fn dry_run(
         if failure.is_some() {
             return;
         }
-        let claims: Vec<bool> = triggers
-            .iter()
-            .map(|d| {
-                d.trigger
-                    .as_ref()
-                    .is_some_and(|t| t.matches(&alert.source, &alert))
-            })
-            .collect();
+        let claims = claims(triggers, &alert, &would_start);
         let shown = json!({
             "name": alert.name, "fingerprint": alert.fingerprint, "status": alert.status,
             "severity": alert.severity, "severity_raw": alert.severity_raw,

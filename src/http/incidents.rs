@@ -50,16 +50,7 @@ pub fn parse_query(pairs: Vec<(String, String)>) -> Result<IncidentQuery, ApiErr
                         })?,
                 )
             }
-            "limit" => {
-                query.limit = match value.parse::<usize>() {
-                    Ok(n) if (1..=1000).contains(&n) => n,
-                    _ => {
-                        return Err(bad(format!(
-                            "limit must be a number from 1 to 1000, not `{value}`"
-                        )));
-                    }
-                }
-            }
+            "limit" => query.limit = super::parse_limit(&value)?,
             "cursor" => {
                 if !value.starts_with("inc-") {
                     return Err(bad(format!("cursor `{value}` is not an incident id")));

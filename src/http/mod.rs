@@ -256,6 +256,17 @@ async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Res
 }
 
 /// `?key=value` pairs of a request.
+/// A listing's `limit`: 1 to 1000, else a 400 saying so.
+pub(crate) fn parse_limit(value: &str) -> Result<usize, response::ApiError> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(response::ApiError::bad_request(
+            "invalid_parameter",
+            format!("limit must be a number from 1 to 1000, not `{value}`"),
+        )),
+    }
+}
+
 pub(crate) fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
     req.uri()
         .query()

@@ -213,16 +213,7 @@ pub fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
                     })?
                     .with_timezone(&chrono::Utc),
             ),
-            "limit" => {
-                query.limit = match value.parse::<usize>() {
-                    Ok(n) if (1..=1000).contains(&n) => n,
-                    _ => {
-                        return Err(bad(format!(
-                            "limit must be a number from 1 to 1000, not `{value}`"
-                        )));
-                    }
-                }
-            }
+            "limit" => query.limit = super::parse_limit(&value)?,
             "cursor" => {
                 if ulid::Ulid::from_string(&value).is_err() {
                     return Err(bad(format!("cursor `{value}` is not a run id")));
