@@ -20,7 +20,9 @@ THREADS=${THREADS:-2}
 BATCH=${BATCH:-500}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
-cargo build --release --quiet
+# HERALD_BIN=path: another build (an A/B comparison) instead of this tree's.
+bin=${HERALD_BIN:-./target/release/herald}
+[ -n "${HERALD_BIN:-}" ] || cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/definitions"
@@ -34,7 +36,7 @@ capacity = 2000000
 [webhooks]
 default_route = "${ROUTE:-builtin}"
 TOML
-./target/release/herald --config "$work/config.toml" serve &
+"$bin" --config "$work/config.toml" serve &
 pid=$!
 for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
 url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")

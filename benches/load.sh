@@ -20,7 +20,9 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
-cargo build --release --quiet
+# HERALD_BIN=path: another build (an A/B comparison) instead of this tree's.
+bin=${HERALD_BIN:-./target/release/herald}
+[ -n "${HERALD_BIN:-}" ] || cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/definitions"
@@ -40,7 +42,9 @@ workers = ${WORKERS:-0}
 # not the rate at which workers drain the queue.
 capacity = 2000000
 TOML
-./target/release/herald --config "$work/config.toml" serve &
+# CACHE_MB=16 bash benches/load.sh: another sled cache size than the default.
+if [ -n "${CACHE_MB:-}" ]; then printf '[store]\ncache_mb = %s\n' "$CACHE_MB" >> "$work/config.toml"; fi
+"$bin" --config "$work/config.toml" serve &
 pid=$!
 for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
 url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")

@@ -4,6 +4,7 @@
 //! flags override config.toml. Errors are one line on stderr and a non-zero
 //! exit: 1 for a failed run or invalid definitions, 2 for bad usage.
 
+mod allocator;
 mod incidents_cli;
 
 use anyhow::{Context, Result, anyhow, bail};
