@@ -9,7 +9,7 @@
 //! (`ROUTE=none bash benches/ingest.sh`).
 //!
 //! It is configured for a small daemon rather than a big server: one arena
-//! (herald's work is serialized by the intake lock and sled, not by the
+//! (herald's work is serialized by the intake thread and sled, not by the
 //! allocator), and freed memory handed back to the OS within a second
 //! instead of ten, so that RSS falls back after a burst.
 

@@ -43,6 +43,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Definitions(std::io::Error),
+    #[error("cannot start the intake thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// The file that tells other herald processes where the daemon listens.
@@ -162,6 +164,7 @@ pub async fn run(
         metrics.clone(),
     ));
     let timers = scheduler.spawn(stop_rx.clone());
+    let intake = herald_intake_writer()?;
     let app = Arc::new(App::new(
         config.clone(),
         &tokens,
@@ -172,6 +175,7 @@ pub async fn run(
         reloader.clone(),
         scheduler,
         metrics,
+        intake,
     ));
     let server = tokio::spawn(http::serve(listener, app.clone(), stop_rx, grace));
 
@@ -363,4 +367,8 @@ impl Live {
         self.app.apply(new, &tokens);
         tracing::info!(reason = why, "config reloaded");
     }
+}
+
+fn herald_intake_writer() -> Result<crate::intake_writer::IntakeWriter, DaemonError> {
+    crate::intake_writer::IntakeWriter::start().map_err(DaemonError::Thread)
 }

@@ -37,6 +37,7 @@ pub mod engine;
 pub mod host;
 pub mod http;
 pub mod intake;
+pub mod intake_writer;
 pub mod metrics;
 pub mod nodes;
 pub mod payload;

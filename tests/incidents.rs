@@ -287,6 +287,42 @@ async fn triggers_route_changed_alerts() {
     assert_eq!(again.body["definitions"], json!([]), "unchanged: no run");
 }
 
+/// Alertmanager in HA sends every notification from each replica, at the
+/// same moment: the copies must make one change and one run, not one each.
+#[tokio::test]
+async fn simultaneous_copies_of_an_alert_notify_once() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    let copies = 16;
+    let mut sends = Vec::new();
+    for _ in 0..copies {
+        let url = d.url("/alerts/webhook/alertmanager/");
+        sends.push(tokio::spawn(async move {
+            raw(
+                &url,
+                am_alert("ReplicaLag", "db-07", "firing", "critical"),
+                &[("content-type", "application/json")],
+            )
+            .await
+        }));
+    }
+    let mut opened = 0;
+    let mut unchanged = 0;
+    let mut runs = Vec::new();
+    for send in sends {
+        let r = send.await.unwrap();
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+        opened += r.body["changes"]["opened"].as_u64().unwrap_or(0);
+        unchanged += r.body["changes"]["unchanged"].as_u64().unwrap_or(0);
+        runs.extend(r.body["run_ids"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(opened, 1, "one copy opens the incident");
+    assert_eq!(unchanged, copies - 1, "the others change nothing");
+    assert_eq!(runs.len(), 1, "one run for the alert: {runs:?}");
+    let list = get(&d, "/alerts/incidents/").await;
+    assert_eq!(list.body["count"], 1, "{:#}", list.body);
+}
+
 #[tokio::test]
 async fn every_vendor_fixture_opens_an_incident_over_http() {
     let ws = Workspace::new("");

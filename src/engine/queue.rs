@@ -92,15 +92,18 @@ impl Queue {
         self.enqueue_jobs(runs, JobKind::Run, || Ok(())).await
     }
 
-    /// Like [`enqueue`](Self::enqueue), and writes `after` once the jobs are
-    /// written and before the flush: a record that, if it survives a crash,
-    /// proves the jobs did too (sled recovers a prefix of its writes).
-    pub async fn enqueue_then(
+    /// The writing half of [`enqueue`](Self::enqueue), for a caller that
+    /// must write more in the same critical section (the intake thread):
+    /// writes the jobs, then `after` — a record that, if it survives a
+    /// crash, proves the jobs did too (sled recovers a prefix of its
+    /// writes) — and hands the jobs to the workers. Nothing is durable until
+    /// the caller's [`flush`](Self::flush).
+    pub fn write_then(
         &self,
         runs: &[PipelineRun],
         after: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<(), QueueError> {
-        self.enqueue_jobs(runs, JobKind::Run, after).await
+        self.write_jobs(runs, JobKind::Run, after)
     }
 
     /// Queues a FAILED run to be resumed.
@@ -110,6 +113,16 @@ impl Queue {
     }
 
     async fn enqueue_jobs(
+        &self,
+        runs: &[PipelineRun],
+        kind: JobKind,
+        after: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), QueueError> {
+        self.write_jobs(runs, kind, after)?;
+        self.flush().await
+    }
+
+    fn write_jobs(
         &self,
         runs: &[PipelineRun],
         kind: JobKind,
@@ -147,21 +160,17 @@ impl Queue {
             let _ = self.ready_tx.try_send(run.run_id.clone());
         }
         self.publish_depth();
-        // Without the flush the caller is told the jobs may not be durable.
-        let flushed = self.flush().await;
-        if let Err(e) = &flushed {
-            tracing::error!(error = %e, "queue: flush failed");
-        }
-        flushed
+        Ok(())
     }
 
     /// Waits until everything written so far is on disk (one flush shared
     /// by every caller waiting at the same time).
     pub async fn flush(&self) -> Result<(), QueueError> {
-        self.store
-            .flush_grouped()
-            .await
-            .map_err(|e| QueueError::Flush(e.to_string()))
+        // Without the flush the caller is told the jobs may not be durable.
+        self.store.flush_grouped().await.map_err(|e| {
+            tracing::error!(error = %e, "queue: flush failed");
+            QueueError::Flush(e.to_string())
+        })
     }
 
     /// Starts `n` workers. They stop taking jobs when `stop` turns true.

@@ -1,10 +1,9 @@
 //! Definitions: list, detail with recent runs, validate, execute.
 
-use super::pipelines::{enqueue_tracked, run_request, run_tracked, track};
+use super::pipelines::{enqueue_tracked, run_request, run_tracked};
 use super::response::{ApiError, Resp, json};
 use super::{App, body, is_async};
 use crate::definition::{Definition, parse_definition};
-use crate::engine::Engine;
 use crate::store::RunQuery;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -117,17 +116,15 @@ fn runnable(app: &App, name: &str) -> Result<Arc<Definition>, ApiError> {
 pub async fn execute(app: &App, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let asynchronous = is_async(&req, false)?;
     let definition = runnable(app, name)?;
-    let mut request = run_request(app, req).await?;
+    let request = run_request(app, req).await?;
     if asynchronous {
-        let tracked = track(app, &definition, &mut request).await?;
-        let record = Engine::new_record(&definition, request);
-        enqueue_tracked(app, &record, tracked).await?;
+        let record = enqueue_tracked(app, definition, request).await?;
         return Ok(json(
             StatusCode::ACCEPTED,
             &json!({"status": "accepted", "run_id": record.run_id, "trace_id": record.trace_id, "definition": name}),
         ));
     }
-    let result = run_tracked(app, &definition, request).await?;
+    let result = run_tracked(app, definition, request).await?;
     Ok(json(StatusCode::OK, &json!(result)))
 }
 

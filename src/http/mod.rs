@@ -56,8 +56,8 @@ pub struct App {
     pub reloader: Arc<Reloader>,
     pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
-    /// Held while a delivery changes incidents and writes its runs.
-    pub intake_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Where deliveries change incidents and write their runs, one at a time.
+    pub intake: crate::intake_writer::IntakeWriter,
     tokens: ArcSwap<Tokens>,
     limiter: ArcSwapOption<RateLimiter>,
 }
@@ -74,6 +74,7 @@ impl App {
         reloader: Arc<Reloader>,
         scheduler: Arc<Scheduler>,
         metrics: Arc<Metrics>,
+        intake: crate::intake_writer::IntakeWriter,
     ) -> Self {
         App {
             limiter: ArcSwapOption::from(
@@ -91,7 +92,7 @@ impl App {
             reloader,
             scheduler,
             metrics,
-            intake_lock: Arc::new(tokio::sync::Mutex::new(())),
+            intake,
         }
     }
 }

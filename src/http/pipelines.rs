@@ -7,12 +7,11 @@ use crate::definition::{BUILTIN_NAME, Definition};
 use crate::engine::queue::QueueError;
 use crate::engine::{Engine, EngineError, RunRequest};
 use crate::intake;
-use crate::store::{RunQuery, RunStatus};
+use crate::store::{PipelineRun, RunQuery, RunStatus};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tokio::sync::OwnedMutexGuard;
 
 /// Reads `{payload, source?, trace_id?, environment?, incident_id?}`.
 pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest, ApiError> {
@@ -50,78 +49,108 @@ pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest
     })
 }
 
-/// Applies the payload's alerts to incidents when `definition` reads alerts
-/// (it has an ingest node: the seed app's pipeline endpoint created
-/// incidents too) and the payload reads as alerts; anything else runs as it
-/// is, and the ingest node, if any, says what is wrong with it. A definition
-/// without an ingest node never touches incidents. The caller finishes the
-/// delivery once the run ids are known.
-pub async fn track(
-    app: &App,
-    definition: &Definition,
-    request: &mut RunRequest,
-) -> Result<Option<(intake::Received, OwnedMutexGuard<()>)>, ApiError> {
-    let Some(text) = request.payload.text() else {
-        return Ok(None);
-    };
-    if !definition.nodes.iter().any(|n| n.node_type == "ingest") {
-        return Ok(None);
-    }
-    let driver = request
-        .source
-        .as_deref()
-        .filter(|s| crate::alerts::detect::known(s).is_ok());
-    let guard = app.intake_lock.clone().lock_owned().await;
-    let window = app.config.load().webhooks.reopen_window;
-    let delivery = intake::new_delivery_id();
-    match intake::receive(&mut app.store.book(), text, driver, &[], &delivery, window) {
-        Ok(received) => {
-            app.metrics.incident_changes(&received.counts);
-            request.intake = Some(Arc::new(received.summary()));
-            if request.incident_id.is_none() {
-                request.incident_id = received.primary_incident().map(str::to_string);
-            }
-            Ok(Some((received, guard)))
-        }
-        Err(intake::IntakeError::Payload(_)) => Ok(None),
-        Err(intake::IntakeError::Store(e)) => Err(ApiError::internal(e)),
-    }
+/// Whether a run's payload is applied to incidents first: its definition
+/// has an ingest node, and there is a payload.
+fn tracks(definition: &Definition, request: &RunRequest) -> bool {
+    request.payload.text().is_some() && definition.nodes.iter().any(|n| n.node_type == "ingest")
 }
 
-/// Queues one run; when its payload changed incidents, the delivery is
-/// finished in the same durable write.
+/// On the intake thread: applies the request's payload to incidents when
+/// it reads as alerts (anything else runs as it is, and the ingest node, if
+/// any, says what is wrong with it), builds the run's record, and calls
+/// `then` with it and the delivery's finishing writes — all before the next
+/// delivery is looked at.
+async fn on_intake<T: Send + 'static>(
+    app: &App,
+    definition: Arc<Definition>,
+    mut request: RunRequest,
+    then: impl FnOnce(&PipelineRun, Option<Finish>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<(PipelineRun, T, Option<intake::Received>), ApiError> {
+    let store = app.store.clone();
+    let window = app.config.load().webhooks.reopen_window;
+    app.intake
+        .run(move || {
+            let text = request.payload.text().unwrap_or_default();
+            let driver = request
+                .source
+                .as_deref()
+                .filter(|s| crate::alerts::detect::known(s).is_ok());
+            let delivery = intake::new_delivery_id();
+            let received =
+                match intake::receive(&mut store.book(), text, driver, &[], &delivery, window) {
+                    Ok(received) => Some(received),
+                    Err(intake::IntakeError::Payload(_)) => None,
+                    Err(intake::IntakeError::Store(e)) => return Err(ApiError::internal(e)),
+                };
+            if let Some(received) = &received {
+                request.intake = Some(Arc::new(received.summary()));
+                if request.incident_id.is_none() {
+                    request.incident_id = received.primary_incident().map(str::to_string);
+                }
+            }
+            let record = Engine::new_record(&definition, request);
+            let finish = received.as_ref().map(|r| -> Finish {
+                Box::new(finish_delivery(&store, r, vec![record.run_id.clone()]))
+            });
+            let out = then(&record, finish)?;
+            Ok((record, out, received))
+        })
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// The writes that finish a delivery (see [`finish_delivery`]).
+type Finish = Box<dyn FnOnce() -> Result<(), crate::store::StoreError> + Send>;
+
+/// Queues a run durably; when its payload changed incidents, the delivery
+/// is finished in the same durable write.
 pub async fn enqueue_tracked(
     app: &App,
-    record: &crate::store::PipelineRun,
-    tracked: Option<(intake::Received, OwnedMutexGuard<()>)>,
-) -> Result<(), ApiError> {
-    let records = std::slice::from_ref(record);
-    match tracked {
-        Some((received, guard)) => {
-            let finish = finish_delivery(app, &received, vec![record.run_id.clone()], guard);
-            app.queue
-                .enqueue_then(records, finish)
-                .await
-                .map_err(queue_error)
-        }
-        None => enqueue(app, records).await,
+    definition: Arc<Definition>,
+    request: RunRequest,
+) -> Result<PipelineRun, ApiError> {
+    if !tracks(&definition, &request) {
+        let record = Engine::new_record(&definition, request);
+        enqueue(app, std::slice::from_ref(&record)).await?;
+        return Ok(record);
     }
+    let queue = app.queue.clone();
+    let (record, (), received) = on_intake(app, definition, request, move |record, finish| {
+        let finish = finish.unwrap_or_else(|| Box::new(|| Ok(())));
+        queue
+            .write_then(std::slice::from_ref(record), finish)
+            .map_err(queue_error)
+    })
+    .await?;
+    if let Some(r) = &received {
+        app.metrics.incident_changes(&r.counts);
+    }
+    app.queue.flush().await.map_err(queue_error)?;
+    Ok(record)
 }
 
 /// Runs one definition now; a tracked delivery is finished before it runs.
 pub async fn run_tracked(
     app: &App,
-    definition: &Definition,
-    mut request: RunRequest,
+    definition: Arc<Definition>,
+    request: RunRequest,
 ) -> Result<crate::engine::RunResult, ApiError> {
-    let tracked = track(app, definition, &mut request).await?;
-    let record = Engine::new_record(definition, request);
-    if let Some((received, guard)) = tracked {
-        finish_delivery(app, &received, vec![record.run_id.clone()], guard)()
-            .map_err(ApiError::internal)?;
-    }
+    let record = if tracks(&definition, &request) {
+        let (record, (), received) =
+            on_intake(app, definition.clone(), request, |_, finish| match finish {
+                Some(finish) => finish().map_err(ApiError::internal),
+                None => Ok(()),
+            })
+            .await?;
+        if let Some(r) = &received {
+            app.metrics.incident_changes(&r.counts);
+        }
+        record
+    } else {
+        Engine::new_record(&definition, request)
+    };
     app.engine
-        .run_record(definition, record)
+        .run_record(&definition, record)
         .await
         .map_err(engine_error)
 }
@@ -170,11 +199,9 @@ pub fn engine_error(e: EngineError) -> ApiError {
 }
 
 pub async fn accept(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let mut request = run_request(app, req).await?;
+    let request = run_request(app, req).await?;
     let definition = builtin(app)?;
-    let tracked = track(app, &definition, &mut request).await?;
-    let record = Engine::new_record(&definition, request);
-    enqueue_tracked(app, &record, tracked).await?;
+    let record = enqueue_tracked(app, definition, request).await?;
     Ok(json(
         StatusCode::ACCEPTED,
         &json!({"status": "accepted", "run_id": record.run_id, "trace_id": record.trace_id, "definition": record.definition}),
@@ -184,7 +211,7 @@ pub async fn accept(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError>
 pub async fn sync(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let request = run_request(app, req).await?;
     let definition = builtin(app)?;
-    let result = run_tracked(app, &definition, request).await?;
+    let result = run_tracked(app, definition, request).await?;
     Ok(json(StatusCode::OK, &json!(result)))
 }
 

@@ -10,7 +10,6 @@ use super::response::{ApiError, Resp, json};
 use super::{App, body};
 use crate::alerts;
 use crate::config::DefaultRoute;
-use crate::engine::queue::QueueError;
 use crate::engine::{Engine, RunRequest};
 use crate::intake;
 use crate::store::Delivery;
@@ -106,90 +105,113 @@ async fn accept_inner(
         .map_err(intake_error)?;
         return Ok(json(StatusCode::OK, &report));
     }
-    // One webhook at a time changes incidents, until its runs are written.
-    let guard = app.intake_lock.clone().lock_owned().await;
-    let delivery_id = intake::new_delivery_id();
-    let received = intake::receive(
-        &mut app.store.book(),
-        &text,
-        Some(source),
-        &triggered,
-        &delivery_id,
-        config.webhooks.reopen_window,
-    )
-    .map_err(intake_error)?;
-    app.metrics.incident_changes(&received.counts);
-    let mut targets: Vec<_> = triggered
-        .into_iter()
-        .zip(&received.matched)
-        .filter(|(_, m)| **m)
-        .map(|(d, _)| d)
-        .collect();
-    if targets.is_empty()
-        && received.material()
-        && config.webhooks.default_route == DefaultRoute::Builtin
-    {
-        targets.push(builtin(app)?);
-    }
-    let payload = crate::payload::Payload::from_json_text(text);
+    // Applied on the intake thread, one delivery at a time, until its runs
+    // are written; the flush to disk is shared with concurrent deliveries.
+    let builtin_route = config.webhooks.default_route == DefaultRoute::Builtin;
+    let builtin_definition = if builtin_route {
+        Some(builtin(app)?)
+    } else {
+        None
+    };
     let trace_id = parts
         .headers
         .get("x-trace-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let summary = Arc::new(received.summary());
-    let records: Vec<_> = targets
-        .iter()
-        .map(|d| {
-            Engine::new_record(
-                d,
-                RunRequest {
-                    payload: payload.clone(),
-                    source: Some(received.driver.clone()),
-                    trace_id: trace_id.clone(),
-                    incident_id: received.primary_incident().map(str::to_string),
-                    intake: Some(summary.clone()),
-                    ..RunRequest::default()
-                },
+    let window = config.webhooks.reopen_window;
+    let (store, queue) = (app.store.clone(), app.queue.clone());
+    let source = source.to_string();
+    let accepted = app
+        .intake
+        .run(move || -> Result<Accepted, ApiError> {
+            let delivery_id = intake::new_delivery_id();
+            let received = intake::receive(
+                &mut store.book(),
+                &text,
+                Some(&source),
+                &triggered,
+                &delivery_id,
+                window,
             )
+            .map_err(intake_error)?;
+            let mut targets: Vec<_> = triggered
+                .into_iter()
+                .zip(&received.matched)
+                .filter(|(_, m)| **m)
+                .map(|(d, _)| d)
+                .collect();
+            if targets.is_empty()
+                && received.material()
+                && let Some(b) = builtin_definition
+            {
+                targets.push(b);
+            }
+            let payload = crate::payload::Payload::from_json_text(text);
+            let summary = Arc::new(received.summary());
+            let records: Vec<_> = targets
+                .iter()
+                .map(|d| {
+                    Engine::new_record(
+                        d,
+                        RunRequest {
+                            payload: payload.clone(),
+                            source: Some(received.driver.clone()),
+                            trace_id: trace_id.clone(),
+                            incident_id: received.primary_incident().map(str::to_string),
+                            intake: Some(summary.clone()),
+                            ..RunRequest::default()
+                        },
+                    )
+                })
+                .collect();
+            let run_ids: Vec<String> = records.iter().map(|r| r.run_id.clone()).collect();
+            let finish = finish_delivery(&store, &received, run_ids.clone());
+            if records.is_empty() {
+                finish().map_err(ApiError::internal)?;
+            } else {
+                queue.write_then(&records, finish).map_err(queue_error)?;
+            }
+            Ok(Accepted {
+                definitions: records.iter().map(|r| r.definition.clone()).collect(),
+                changes: summary["changes"].clone(),
+                received,
+                run_ids,
+            })
         })
-        .collect();
-    let run_ids: Vec<String> = records.iter().map(|r| r.run_id.clone()).collect();
-    let finish = finish_delivery(app, &received, run_ids.clone(), guard);
-    if records.is_empty() {
-        finish().map_err(ApiError::internal)?;
-        // A pure re-send wrote nothing: nothing to make durable.
-        if received.wrote {
-            app.store
-                .flush_grouped()
-                .await
-                .map_err(|e| queue_error(QueueError::Flush(e.to_string())))?;
-        }
-    } else {
-        app.queue
-            .enqueue_then(&records, finish)
-            .await
-            .map_err(queue_error)?;
+        .await
+        .map_err(ApiError::internal)??;
+    let received = &accepted.received;
+    app.metrics.incident_changes(&received.counts);
+    // A pure re-send wrote nothing: nothing to make durable.
+    if received.wrote || !accepted.run_ids.is_empty() {
+        app.queue.flush().await.map_err(queue_error)?;
     }
-    let definitions: Vec<&str> = records.iter().map(|r| r.definition.as_str()).collect();
     Ok(json(
         StatusCode::ACCEPTED,
         &json!({"status": "accepted", "driver": received.driver, "alerts": received.alert_count,
-                "delivery_id": received.delivery_id, "changes": summary["changes"],
+                "delivery_id": received.delivery_id, "changes": accepted.changes,
                 "incident_ids": received.incident_ids,
-                "run_ids": run_ids, "definitions": definitions}),
+                "run_ids": accepted.run_ids, "definitions": accepted.definitions}),
     ))
 }
 
+/// What the intake thread did with one webhook.
+struct Accepted {
+    received: intake::Received,
+    run_ids: Vec<String>,
+    definitions: Vec<String>,
+    changes: serde_json::Value,
+}
+
 /// The writes that end a delivery: the incidents learn their runs, and the
-/// delivery record says the runs are durable. Releases the intake lock.
+/// delivery record says the runs are durable. Run on the intake thread,
+/// after the runs are written.
 pub fn finish_delivery(
-    app: &App,
+    store: &crate::store::Store,
     received: &intake::Received,
     run_ids: Vec<String>,
-    guard: tokio::sync::OwnedMutexGuard<()>,
 ) -> impl FnOnce() -> Result<(), crate::store::StoreError> + use<> {
-    let store = app.store.clone();
+    let store = store.clone();
     let incident_ids = received.incident_ids.clone();
     let wrote = received.wrote;
     let delivery = Delivery {
@@ -205,7 +227,6 @@ pub fn finish_delivery(
         if wrote {
             store.put_delivery(&delivery)?;
         }
-        drop(guard);
         Ok(())
     }
 }
