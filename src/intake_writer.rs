@@ -1,20 +1,29 @@
-//! The one thread that changes incidents.
+//! The threads that change incidents.
 //!
 //! A delivery (a webhook body, or a pipeline request whose definition
 //! ingests) must be applied to incidents and have its runs written before
-//! the next delivery looks at the same alerts: otherwise two copies of one
-//! alert arriving together (Alertmanager in HA sends each notification from
-//! every replica) would both count as a change and both notify.
+//! the next delivery decides anything about the same alerts: otherwise two
+//! copies of one alert arriving together (Alertmanager in HA sends each
+//! notification from every replica) would both count as a change and both
+//! notify.
 //!
 //! That used to be an async mutex held by the request's task. Under load it
 //! convoyed: each release handed the lock to a waiting task that then had
 //! to wait for a runtime thread, busy with other requests and with pipeline
-//! stages, while the lock sat idle — 32 connections spent ~5 ms per request
-//! waiting for a lock that was held ~0.15 ms. Here the critical sections
-//! are closures run back to back on a thread of their own: no hand-off gap,
-//! and a storm's body that takes seconds to apply never blocks a runtime
-//! thread. Callers await the result; the flush to disk happens after, on
-//! the caller's side, so that concurrent deliveries share it.
+//! stages, while the lock sat idle; and a storm's body, applied for seconds,
+//! held a runtime thread. Here the work is closures run back to back on two
+//! threads of their own, a two-stage pipeline:
+//!
+//! - `herald-intake` applies deliveries to incidents, one at a time;
+//! - `herald-intake-write` then writes each one's runs and delivery record,
+//!   in the same order, while the next delivery is being applied.
+//!
+//! A delivery being written is *in flight* ([`crate::store::Flight`]); when
+//! the apply thread meets an alert last changed by such a delivery, it waits
+//! for that delivery to land before deciding, so the outcome is the same as
+//! if each delivery had been applied and written before the next began.
+//! Callers await the result; the flush to disk happens after, on the
+//! caller's side, so that concurrent deliveries share it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
@@ -22,10 +31,12 @@ use std::sync::mpsc;
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Runs closures one at a time, in arrival order, on the `herald-intake`
-/// thread. Cloning shares the thread; it stops when the last clone is dropped.
+/// thread, and their second halves on `herald-intake-write`. Cloning shares
+/// the threads; they stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct IntakeWriter {
-    jobs: mpsc::Sender<Job>,
+    apply: mpsc::Sender<Job>,
+    write: mpsc::Sender<Job>,
 }
 
 /// The thread is gone (it could not be started, or the process is stopping).
@@ -35,19 +46,38 @@ pub struct Stopped;
 
 impl IntakeWriter {
     pub fn start() -> std::io::Result<IntakeWriter> {
-        let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("herald-intake".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    // A panicking job drops its answer channel (its caller
-                    // sees `Stopped`); the thread goes on with the next.
-                    if catch_unwind(AssertUnwindSafe(job)).is_err() {
-                        tracing::error!("intake: a delivery panicked; it was not applied");
-                    }
-                }
-            })?;
-        Ok(IntakeWriter { jobs })
+        Ok(IntakeWriter {
+            apply: worker("herald-intake")?,
+            write: worker("herald-intake-write")?,
+        })
+    }
+
+    /// Runs `section` on the apply thread, after every section submitted
+    /// before it; the closure it returns runs on the write thread, in the
+    /// same order, while the apply thread goes on. The future answers what
+    /// the second closure returned.
+    pub fn run_then<T, W, F>(
+        &self,
+        section: F,
+    ) -> impl Future<Output = Result<T, Stopped>> + use<T, W, F>
+    where
+        T: Send + 'static,
+        W: FnOnce() -> T + Send + 'static,
+        F: FnOnce() -> W + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let write = self.write.clone();
+        let sent = self.apply.send(Box::new(move || {
+            let then = section();
+            // A write thread gone drops `then` and `tx`: the caller sees `Stopped`.
+            let _ = write.send(Box::new(move || {
+                let _ = tx.send(then());
+            }));
+        }));
+        async move {
+            sent.map_err(|_| Stopped)?;
+            rx.await.map_err(|_| Stopped)
+        }
     }
 
     /// Submits `section` now, to run after every section submitted before
@@ -58,7 +88,7 @@ impl IntakeWriter {
         F: FnOnce() -> T + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.send(Box::new(move || {
+        let sent = self.apply.send(Box::new(move || {
             let _ = tx.send(section());
         }));
         async move {
@@ -66,6 +96,23 @@ impl IntakeWriter {
             rx.await.map_err(|_| Stopped)
         }
     }
+}
+
+/// A thread that runs jobs in order until every sender is gone.
+fn worker(name: &str) -> std::io::Result<mpsc::Sender<Job>> {
+    let (jobs, rx) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                // A panicking job drops its answer channel (its caller sees
+                // `Stopped`); the thread goes on with the next.
+                if catch_unwind(AssertUnwindSafe(job)).is_err() {
+                    tracing::error!("intake: a delivery panicked; it was not applied");
+                }
+            }
+        })?;
+    Ok(jobs)
 }
 
 #[cfg(test)]
@@ -97,6 +144,41 @@ mod tests {
         let results = futures_join(waits).await;
         assert_eq!(results, (0..50).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(*order.lock().unwrap(), (0..50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn second_halves_run_in_order_while_the_next_first_half_runs() {
+        let writer = IntakeWriter::start().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waits = Vec::new();
+        for i in 0..20 {
+            let log = log.clone();
+            waits.push(writer.run_then(move || {
+                log.lock().unwrap().push(format!("apply {i}"));
+                move || {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    log.lock().unwrap().push(format!("write {i}"));
+                    i
+                }
+            }));
+        }
+        assert_eq!(futures_join(waits).await, (0..20).collect::<Vec<_>>());
+        let log = log.lock().unwrap();
+        let writes: Vec<&String> = log.iter().filter(|l| l.starts_with("write")).collect();
+        let expected: Vec<String> = (0..20).map(|i| format!("write {i}")).collect();
+        assert_eq!(
+            writes,
+            expected.iter().collect::<Vec<_>>(),
+            "writes keep the order"
+        );
+        // Each write comes after its own apply.
+        for i in 0..20 {
+            let at = |l: String| log.iter().position(|x| *x == l).unwrap();
+            assert!(at(format!("apply {i}")) < at(format!("write {i}")));
+        }
+        // Applying did not wait for the (slow) writes: apply 19 came before write 18.
+        let at = |l: &str| log.iter().position(|x| x == l).unwrap();
+        assert!(at("apply 19") < at("write 18"), "{log:?}");
     }
 
     #[tokio::test]

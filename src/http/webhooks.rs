@@ -123,17 +123,23 @@ async fn accept_inner(
     let source = source.to_string();
     let accepted = app
         .intake
-        .run(move || -> Result<Accepted, ApiError> {
+        .run_then(move || -> WriteHalf {
+            // On the apply thread: the alerts change incidents.
             let delivery_id = intake::new_delivery_id();
-            let received = intake::receive(
+            let received = match intake::receive(
                 &mut store.book(),
                 &text,
                 Some(&source),
                 &triggered,
                 &delivery_id,
                 window,
-            )
-            .map_err(intake_error)?;
+            ) {
+                Ok(received) => received,
+                Err(e) => {
+                    let e = intake_error(e);
+                    return Box::new(move || Err(e));
+                }
+            };
             let mut targets: Vec<_> = triggered
                 .into_iter()
                 .zip(&received.matched)
@@ -165,17 +171,27 @@ async fn accept_inner(
                 })
                 .collect();
             let run_ids: Vec<String> = records.iter().map(|r| r.run_id.clone()).collect();
+            // Until its runs and record are written, copies of these alerts
+            // wait for this delivery before deciding.
+            let flight = received
+                .wrote
+                .then(|| store.take_off(&received.delivery_id));
             let finish = finish_delivery(&store, &received, run_ids.clone());
-            if records.is_empty() {
-                finish().map_err(ApiError::internal)?;
-            } else {
-                queue.write_then(&records, finish).map_err(queue_error)?;
-            }
-            Ok(Accepted {
-                definitions: records.iter().map(|r| r.definition.clone()).collect(),
-                changes: summary["changes"].clone(),
-                received,
-                run_ids,
+            Box::new(move || {
+                // On the write thread, while the next delivery is applied.
+                let written = if records.is_empty() {
+                    finish().map_err(ApiError::internal)
+                } else {
+                    queue.write_then(&records, finish).map_err(queue_error)
+                };
+                drop(flight);
+                written?;
+                Ok(Accepted {
+                    definitions: records.iter().map(|r| r.definition.clone()).collect(),
+                    changes: summary["changes"].clone(),
+                    received,
+                    run_ids,
+                })
             })
         })
         .await
@@ -195,7 +211,10 @@ async fn accept_inner(
     ))
 }
 
-/// What the intake thread did with one webhook.
+/// The second half of a webhook's intake, run on the write thread.
+type WriteHalf = Box<dyn FnOnce() -> Result<Accepted, ApiError> + Send>;
+
+/// What the intake did with one webhook.
 struct Accepted {
     received: intake::Received,
     run_ids: Vec<String>,
@@ -204,8 +223,8 @@ struct Accepted {
 }
 
 /// The writes that end a delivery: the incidents learn their runs, and the
-/// delivery record says the runs are durable. Run on the intake thread,
-/// after the runs are written.
+/// delivery record says the runs are durable. Run on the intake's write
+/// thread, after the runs are written.
 pub fn finish_delivery(
     store: &crate::store::Store,
     received: &intake::Received,

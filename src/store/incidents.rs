@@ -312,6 +312,8 @@ impl Book for StoreBook<'_> {
     }
 
     fn delivered(&mut self, delivery: &str) -> Result<bool, StoreError> {
+        // Still being written by the intake's write thread: wait for it.
+        self.store.wait_landed(delivery);
         delivered(self.store, delivery)
     }
 

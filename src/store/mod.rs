@@ -15,10 +15,12 @@
 //!   written before its run record, so a crash between the two leaves a job
 //!   without a run (dropped at startup), never a run nobody will execute.
 
+mod flights;
 mod incidents;
 mod records;
 mod retention;
 
+pub use flights::Flight;
 pub use incidents::{
     DRY_DELIVERY, Delivery, DryBook, IncidentPage, IncidentQuery, StoreBook, change_counts,
     new_incident_id,
@@ -107,6 +109,7 @@ struct Inner {
     payloads: sled::Tree,
     intakes: sled::Tree,
     book: incidents::Trees,
+    flights: flights::Flights,
     run_count: AtomicU64,
     options: StoreOptions,
     /// Live retention limits (config reload changes them).
@@ -147,6 +150,7 @@ impl Store {
                 payloads: db.open_tree("payloads")?,
                 intakes: db.open_tree("intakes")?,
                 book: incidents::Trees::open(&db)?,
+                flights: flights::Flights::default(),
                 runs,
                 db,
                 run_count,
