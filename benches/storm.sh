@@ -5,6 +5,7 @@
 #
 #   bash benches/storm.sh            # ~50 MB
 #   MB=10 bash benches/storm.sh
+#   ROUTE=none bash benches/storm.sh   # incidents only, no run (no stored payload)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MB=${MB:-50}
@@ -12,11 +13,13 @@ cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/definitions"
-cat > "$work/config.toml" <<'TOML'
+cat > "$work/config.toml" <<TOML
 listen = "127.0.0.1:0"
 data_dir = "data"
 definitions_dir = "definitions"
 log_level = "warn"
+[webhooks]
+default_route = "${ROUTE:-builtin}"
 TOML
 python3 - "$work/big.json" "$MB" <<'PY'
 import json, sys
