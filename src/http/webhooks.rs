@@ -105,95 +105,29 @@ async fn accept_inner(
         .map_err(intake_error)?;
         return Ok(json(StatusCode::OK, &report));
     }
-    // Applied on the intake thread, one delivery at a time, until its runs
-    // are written; the flush to disk is shared with concurrent deliveries.
-    let builtin_route = config.webhooks.default_route == DefaultRoute::Builtin;
-    let builtin_definition = if builtin_route {
-        Some(builtin(app)?)
-    } else {
-        None
+    // Applied to incidents on the intake's apply thread, one delivery at a
+    // time; its runs written on the write thread; then the flush to disk,
+    // shared with concurrent deliveries.
+    let delivery = WebhookDelivery {
+        store: app.store.clone(),
+        queue: app.queue.clone(),
+        text,
+        source: source.to_string(),
+        triggered,
+        builtin: match config.webhooks.default_route {
+            DefaultRoute::Builtin => Some(builtin(app)?),
+            DefaultRoute::None => None,
+        },
+        trace_id: parts
+            .headers
+            .get("x-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        reopen_window: config.webhooks.reopen_window,
     };
-    let trace_id = parts
-        .headers
-        .get("x-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let window = config.webhooks.reopen_window;
-    let (store, queue) = (app.store.clone(), app.queue.clone());
-    let source = source.to_string();
     let accepted = app
         .intake
-        .run_then(move || -> WriteHalf {
-            // On the apply thread: the alerts change incidents.
-            let delivery_id = intake::new_delivery_id();
-            let received = match intake::receive(
-                &mut store.book(),
-                &text,
-                Some(&source),
-                &triggered,
-                &delivery_id,
-                window,
-            ) {
-                Ok(received) => received,
-                Err(e) => {
-                    let e = intake_error(e);
-                    return Box::new(move || Err(e));
-                }
-            };
-            let mut targets: Vec<_> = triggered
-                .into_iter()
-                .zip(&received.matched)
-                .filter(|(_, m)| **m)
-                .map(|(d, _)| d)
-                .collect();
-            if targets.is_empty()
-                && received.material()
-                && let Some(b) = builtin_definition
-            {
-                targets.push(b);
-            }
-            let payload = crate::payload::Payload::from_json_text(text);
-            let summary = Arc::new(received.summary());
-            let records: Vec<_> = targets
-                .iter()
-                .map(|d| {
-                    Engine::new_record(
-                        d,
-                        RunRequest {
-                            payload: payload.clone(),
-                            source: Some(received.driver.clone()),
-                            trace_id: trace_id.clone(),
-                            incident_id: received.primary_incident().map(str::to_string),
-                            intake: Some(summary.clone()),
-                            ..RunRequest::default()
-                        },
-                    )
-                })
-                .collect();
-            let run_ids: Vec<String> = records.iter().map(|r| r.run_id.clone()).collect();
-            // Until its runs and record are written, copies of these alerts
-            // wait for this delivery before deciding.
-            let flight = received
-                .wrote
-                .then(|| store.take_off(&received.delivery_id));
-            let finish = finish_delivery(&store, &received, run_ids.clone());
-            Box::new(move || {
-                // On the write thread, while the next delivery is applied.
-                let written = if records.is_empty() {
-                    finish().map_err(ApiError::internal)
-                } else {
-                    queue.write_then(&records, finish).map_err(queue_error)
-                };
-                drop(flight);
-                written?;
-                Ok(Accepted {
-                    definitions: records.iter().map(|r| r.definition.clone()).collect(),
-                    changes: summary["changes"].clone(),
-                    received,
-                    run_ids,
-                })
-            })
-        })
+        .run_then(move || delivery.apply())
         .await
         .map_err(ApiError::internal)??;
     let received = &accepted.received;
@@ -209,6 +143,106 @@ async fn accept_inner(
                 "incident_ids": received.incident_ids,
                 "run_ids": accepted.run_ids, "definitions": accepted.definitions}),
     ))
+}
+
+/// One webhook body on its way into incidents and runs.
+struct WebhookDelivery {
+    store: crate::store::Store,
+    queue: Arc<crate::engine::queue::Queue>,
+    text: String,
+    /// The driver: the path's, or the detected one.
+    source: String,
+    /// The valid definitions that have a trigger.
+    triggered: Vec<Arc<crate::definition::Definition>>,
+    /// The built-in pipeline when it is the default route.
+    builtin: Option<Arc<crate::definition::Definition>>,
+    trace_id: Option<String>,
+    reopen_window: std::time::Duration,
+}
+
+impl WebhookDelivery {
+    /// On the apply thread: the alerts change incidents, and the runs they
+    /// start are built. Returns the writing, for the write thread.
+    fn apply(self) -> WriteHalf {
+        let WebhookDelivery {
+            store,
+            queue,
+            text,
+            source,
+            triggered,
+            builtin,
+            trace_id,
+            reopen_window,
+        } = self;
+        let delivery_id = intake::new_delivery_id();
+        let received = match intake::receive(
+            &mut store.book(),
+            &text,
+            Some(&source),
+            &triggered,
+            &delivery_id,
+            reopen_window,
+        ) {
+            Ok(received) => received,
+            Err(e) => {
+                let e = intake_error(e);
+                return Box::new(move || Err(e));
+            }
+        };
+        let mut targets: Vec<_> = triggered
+            .into_iter()
+            .zip(&received.matched)
+            .filter(|(_, m)| **m)
+            .map(|(d, _)| d)
+            .collect();
+        if targets.is_empty()
+            && received.material()
+            && let Some(b) = builtin
+        {
+            targets.push(b);
+        }
+        let payload = crate::payload::Payload::from_json_text(text);
+        let summary = Arc::new(received.summary());
+        let records: Vec<_> = targets
+            .iter()
+            .map(|d| {
+                Engine::new_record(
+                    d,
+                    RunRequest {
+                        payload: payload.clone(),
+                        source: Some(received.driver.clone()),
+                        trace_id: trace_id.clone(),
+                        incident_id: received.primary_incident().map(str::to_string),
+                        intake: Some(summary.clone()),
+                        ..RunRequest::default()
+                    },
+                )
+            })
+            .collect();
+        let run_ids: Vec<String> = records.iter().map(|r| r.run_id.clone()).collect();
+        // Until its runs and record are written, copies of these alerts wait
+        // for this delivery before deciding.
+        let flight = received
+            .wrote
+            .then(|| store.take_off(&received.delivery_id));
+        let finish = finish_delivery(&store, &received, run_ids.clone());
+        Box::new(move || {
+            // On the write thread, while the next delivery is applied.
+            let written = if records.is_empty() {
+                finish().map_err(ApiError::internal)
+            } else {
+                queue.write_then(&records, finish).map_err(queue_error)
+            };
+            drop(flight);
+            written?;
+            Ok(Accepted {
+                definitions: records.iter().map(|r| r.definition.clone()).collect(),
+                changes: summary["changes"].clone(),
+                received,
+                run_ids,
+            })
+        })
+    }
 }
 
 /// The second half of a webhook's intake, run on the write thread.
