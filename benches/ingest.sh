@@ -20,12 +20,8 @@ THREADS=${THREADS:-2}
 BATCH=${BATCH:-500}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
-# HERALD_BIN=path: another build (an A/B comparison) instead of this tree's.
-bin=${HERALD_BIN:-./target/release/herald}
-[ -n "${HERALD_BIN:-}" ] || cargo build --release --quiet
-work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/definitions"
+source benches/lib.sh
+prepare
 cat > "$work/config.toml" <<TOML
 listen = "127.0.0.1:0"
 data_dir = "data"
@@ -36,11 +32,7 @@ capacity = 2000000
 [webhooks]
 default_route = "${ROUTE:-builtin}"
 TOML
-"$bin" --config "$work/config.toml" serve &
-pid=$!
-for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
-url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
-rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$pid/status"; }
+start_herald
 
 # One alert entry of the fixture, with HOST and FP to fill in.
 python3 - "$work/entry.json" <<'PY'

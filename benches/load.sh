@@ -20,12 +20,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
-# HERALD_BIN=path: another build (an A/B comparison) instead of this tree's.
-bin=${HERALD_BIN:-./target/release/herald}
-[ -n "${HERALD_BIN:-}" ] || cargo build --release --quiet
-work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/definitions"
+source benches/lib.sh
+prepare
 cat > "$work/definitions/sync-log.json" <<'JSON'
 {"version": "1", "nodes": [
   {"id": "shape", "type": "transform", "config": {"mapping": {"name": "payload.name"}}, "next": "notify"},
@@ -44,11 +40,7 @@ capacity = 2000000
 TOML
 # CACHE_MB=16 bash benches/load.sh: another sled cache size than the default.
 if [ -n "${CACHE_MB:-}" ]; then printf '[store]\ncache_mb = %s\n' "$CACHE_MB" >> "$work/config.toml"; fi
-"$bin" --config "$work/config.toml" serve &
-pid=$!
-for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
-url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
-rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$pid/status"; }
+start_herald
 sleep 1
 echo "idle RSS: $(rss)"
 

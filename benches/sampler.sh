@@ -7,14 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${SECONDS_TO_RUN:-60}
-cargo build --release --quiet
-work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/definitions"
+source benches/lib.sh
+prepare
 printf 'listen = "127.0.0.1:0"\ndata_dir = "data"\ndefinitions_dir = "definitions"\nlog_level = "warn"\n' > "$work/config.toml"
-./target/release/herald --config "$work/config.toml" serve &
-pid=$!
-sleep 6
+start_herald
+sleep 5
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK)
 before=$(ticks)

@@ -9,18 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${DURATION:-20}
 N=${DEFINITIONS:-1000}
-cargo build --release --quiet
-work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/definitions"
+source benches/lib.sh
+prepare
 for i in $(seq -w 1 "$N"); do
     printf '{"version": "1", "schedule": {"every": "1s"}, "nodes": [{"id": "t", "type": "transform", "config": {"mapping": {"i": {"literal": %d}}}}]}\n' "$((10#$i))" > "$work/definitions/tick-$i.json"
 done
 printf 'listen = "127.0.0.1:0"\ndata_dir = "data"\ndefinitions_dir = "definitions"\nlog_level = "warn"\n[store]\nmax_runs = 10000000\n' > "$work/config.toml"
-./target/release/herald --config "$work/config.toml" serve &
-pid=$!
-for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
-url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
+start_herald
 sleep 3
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK)

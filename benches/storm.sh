@@ -9,10 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MB=${MB:-50}
-cargo build --release --quiet
-work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/definitions"
+source benches/lib.sh
+prepare
 cat > "$work/config.toml" <<TOML
 listen = "127.0.0.1:0"
 data_dir = "data"
@@ -37,11 +35,7 @@ base["alerts"] = alerts
 open(sys.argv[1], "w").write(json.dumps(base))
 print(f"body: {size / 1e6:.1f} MB, {i} alerts")
 PY
-./target/release/herald --config "$work/config.toml" serve &
-pid=$!
-for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
-url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
-hwm() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$pid/status"; }
+start_herald
 echo "peak RSS before: $(hwm)"
 curl -s -o /dev/null -w "answer %{http_code} in %{time_total}s\n" -XPOST --data-binary @"$work/big.json" "$url/alerts/webhook/alertmanager/"
 echo "peak RSS after accepting: $(hwm)"

@@ -1,0 +1,29 @@
+# Start-up shared by the bench scripts; sourced, not run.
+#
+#   source benches/lib.sh
+#   prepare                # build (unless HERALD_BIN), $work with definitions/, cleanup on exit
+#   ...write "$work/config.toml" and definitions...
+#   start_herald           # herald serve on it; sets $pid and $url
+#
+# HERALD_BIN=path runs another build instead of this tree's (an A/B
+# comparison of two builds on the same script).
+
+prepare() {
+    bin=${HERALD_BIN:-./target/release/herald}
+    [ -n "${HERALD_BIN:-}" ] || cargo build --release --quiet
+    work=$(mktemp -d)
+    pid=
+    trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+    mkdir -p "$work/definitions"
+}
+
+start_herald() {
+    "$bin" --config "$work/config.toml" serve &
+    pid=$!
+    for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
+    url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
+}
+
+# Resident and peak resident memory of the daemon.
+rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$pid/status"; }
+hwm() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$pid/status"; }
