@@ -178,6 +178,9 @@ pub async fn run(
         intake,
     ));
     let server = tokio::spawn(http::serve(listener, app.clone(), stop_rx, grace));
+    // SIGHUP's handler goes in before the address is announced: its
+    // default action would kill a daemon reloaded as soon as it is up.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
 
     let address = DaemonAddress {
         url: format!("http://{local}"),
@@ -230,9 +233,7 @@ pub async fn run(
     let hangups = {
         let live = live.clone();
         tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
+            let Ok(mut hup) = hup else {
                 return;
             };
             while hup.recv().await.is_some() {

@@ -543,6 +543,54 @@ fn refuses_a_public_address_without_a_token() {
     assert_eq!(d.wait(Duration::from_secs(20)), Some(0));
 }
 
+/// An init system may reload or stop the daemon the moment it is up: the
+/// handlers must be in place when the address is announced, or SIGHUP's
+/// and SIGTERM's default action kills it.
+#[test]
+fn signals_the_moment_the_address_appears_are_handled_not_fatal() {
+    for _ in 0..5 {
+        let ws = Workspace::new("");
+        let addr = ws.data_dir().join("herald.addr");
+        let mut child = ws
+            .command(&["serve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !addr.exists() {
+            assert!(Instant::now() < deadline, "herald serve did not start");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: signalling our own child process by its pid.
+        unsafe {
+            libc::kill(pid, libc::SIGHUP);
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let status = wait_child(&mut child, Duration::from_secs(20));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{status}: killed by a signal, not stopped"
+        );
+    }
+}
+
+fn wait_child(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("herald did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn webhook_signatures_when_a_source_has_a_secret() {
     let ws = Workspace::new("[webhooks.secrets]\nalertmanager = \"hush\"\n");
