@@ -22,11 +22,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 
 source benches/lib.sh
 prepare
-cat > "$work/config.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "data"
-definitions_dir = "definitions"
-log_level = "warn"
+cat >> "$work/config.toml" <<TOML
 [queue]
 capacity = 2000000
 [webhooks]

@@ -1,8 +1,9 @@
 # Start-up shared by the bench scripts; sourced, not run.
 #
 #   source benches/lib.sh
-#   prepare                # build (unless HERALD_BIN), $work with definitions/, cleanup on exit
-#   ...write "$work/config.toml" and definitions...
+#   prepare                # build (unless HERALD_BIN), $work with definitions/ and a
+#                          # base config.toml (loopback, warn), cleanup on exit
+#   ...append to "$work/config.toml", write definitions...
 #   start_herald           # herald serve on it; sets $pid and $url
 #
 # HERALD_BIN=path runs another build instead of this tree's (an A/B
@@ -15,6 +16,7 @@ prepare() {
     pid=
     trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
     mkdir -p "$work/definitions"
+    printf 'listen = "127.0.0.1:0"\ndata_dir = "data"\ndefinitions_dir = "definitions"\nlog_level = "warn"\n' > "$work/config.toml"
 }
 
 start_herald() {

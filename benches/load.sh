@@ -27,11 +27,7 @@ cat > "$work/definitions/sync-log.json" <<'JSON'
   {"id": "shape", "type": "transform", "config": {"mapping": {"name": "payload.name"}}, "next": "notify"},
   {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}
 JSON
-cat > "$work/config.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "data"
-definitions_dir = "definitions"
-log_level = "warn"
+cat >> "$work/config.toml" <<TOML
 [queue]
 workers = ${WORKERS:-0}
 # Room for every job the run accepts, so the figure is the accept rate,

@@ -9,7 +9,6 @@ cd "$(dirname "$0")/.."
 RUN=${SECONDS_TO_RUN:-60}
 source benches/lib.sh
 prepare
-printf 'listen = "127.0.0.1:0"\ndata_dir = "data"\ndefinitions_dir = "definitions"\nlog_level = "warn"\n' > "$work/config.toml"
 start_herald
 sleep 5
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }

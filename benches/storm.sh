@@ -11,11 +11,7 @@ cd "$(dirname "$0")/.."
 MB=${MB:-50}
 source benches/lib.sh
 prepare
-cat > "$work/config.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "data"
-definitions_dir = "definitions"
-log_level = "warn"
+cat >> "$work/config.toml" <<TOML
 [webhooks]
 default_route = "${ROUTE:-builtin}"
 TOML
