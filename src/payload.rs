@@ -4,7 +4,9 @@
 //! storm). Parsed into a `serde_json::Value` it takes several times its size,
 //! so herald keeps the text — shared, never copied per run — and parses it
 //! into a `Value` only when a node asks for one. The ingest node reads alerts
-//! straight from the text into typed structs instead.
+//! straight from the text into typed structs instead. The text is an
+//! `Arc<String>` rather than an `Arc<str>` so that a body becomes a payload
+//! without being copied: `Arc<str>::from(String)` copies all 50 MB.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -14,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 #[derive(Clone, Default)]
 pub struct Payload {
     /// Valid JSON text; `None` for no payload.
-    text: Option<Arc<str>>,
+    text: Option<Arc<String>>,
     parsed: Arc<OnceLock<Value>>,
 }
 
@@ -28,7 +30,7 @@ impl Payload {
         if value.is_null() {
             return Payload::none();
         }
-        let text: Arc<str> = Arc::from(value.to_string());
+        let text = Arc::new(value.to_string());
         let parsed = OnceLock::new();
         let _ = parsed.set(value);
         Payload {
@@ -43,7 +45,7 @@ impl Payload {
             return Payload::none();
         }
         Payload {
-            text: Some(Arc::from(text)),
+            text: Some(Arc::new(text)),
             parsed: Arc::new(OnceLock::new()),
         }
     }
@@ -53,7 +55,7 @@ impl Payload {
     }
 
     pub fn text(&self) -> Option<&str> {
-        self.text.as_deref()
+        self.text.as_deref().map(String::as_str)
     }
 
     pub fn len(&self) -> usize {

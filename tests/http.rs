@@ -469,6 +469,48 @@ async fn webhook_body_limit_is_separate_and_larger() {
     );
 }
 
+/// A storm-sized body (over 1 MiB) is kept as a file beside sled, written
+/// before the 202; its run reads it back, and so does a restarted daemon.
+#[tokio::test]
+async fn a_storm_sized_webhook_payload_is_kept_as_a_file() {
+    let ws = Workspace::new("");
+    let mut d = ws.start();
+    let mut group = fixture_json("alertmanager-0.25-webhook-firing.json");
+    let one = group["alerts"][0].clone();
+    let alerts: Vec<Value> = (0..4000)
+        .map(|i| {
+            let mut a = one.clone();
+            a["labels"]["instance"] = json!(format!("host-{i:05}"));
+            a["fingerprint"] = json!(format!("{i:016x}"));
+            a
+        })
+        .collect();
+    group["alerts"] = json!(alerts);
+    let body = serde_json::to_vec(&group).unwrap();
+    assert!(body.len() > 1024 * 1024, "{} bytes", body.len());
+
+    let url = d.url("/alerts/webhook/alertmanager/");
+    let r = raw(&url, body.clone(), &[]).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    let run_id = r.body["run_ids"][0].as_str().unwrap().to_string();
+    let file = ws
+        .data_dir()
+        .join("payloads")
+        .join(format!("{run_id}.json"));
+    assert_eq!(std::fs::read(&file).unwrap(), body, "the body, verbatim");
+
+    let run = finished(&d, &run_id).await;
+    assert_eq!(run["status"], "NOTIFIED", "{:#}", run["error"]);
+    assert_eq!(run["payload"]["alerts"].as_array().unwrap().len(), 4000);
+
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(15)), Some(0));
+    let d = ws.start();
+    let run = get(&d, &format!("/orchestration/pipeline/{run_id}/")).await;
+    assert_eq!(run.body["payload"], group, "read back after a restart");
+    assert!(file.exists(), "a file with a run is not swept");
+}
+
 #[tokio::test]
 async fn auth_tokens_guard_everything_but_probes() {
     let token_file = tempfile::NamedTempFile::new().unwrap();

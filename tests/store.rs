@@ -327,3 +327,50 @@ fn retention_keeps_at_most_max_runs_oldest_first() {
         assert!(store.get_run(id).unwrap().is_some());
     }
 }
+
+#[test]
+fn a_large_payload_lives_in_a_file_that_goes_with_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut run = run_at(now_ms(), "big", RunStatus::Pending);
+    let big = json!({"blob": "x".repeat(2 * 1024 * 1024)});
+    run.payload = herald::payload::Payload::from_value(big.clone());
+    store.put_run(&run).unwrap();
+    let small = run_at(now_ms(), "small", RunStatus::Pending);
+    store.put_run(&small).unwrap();
+
+    let files = dir.path().join("payloads");
+    let file = files.join(format!("{}.json", run.run_id));
+    assert!(file.exists());
+    assert_eq!(
+        std::fs::read_dir(&files).unwrap().count(),
+        1,
+        "small stays in sled"
+    );
+    assert_eq!(
+        store.get_run(&run.run_id).unwrap().unwrap().payload.value(),
+        &big
+    );
+
+    // A file whose run never reached disk (a crash between the two) is
+    // removed at the next open; the file of a stored run is not.
+    let orphan = files.join(format!("{}.json", ulid::Ulid::new()));
+    std::fs::write(&orphan, "{}").unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert!(!orphan.exists());
+    assert!(file.exists());
+    assert_eq!(
+        store
+            .get_run(&small.run_id)
+            .unwrap()
+            .unwrap()
+            .payload
+            .value(),
+        small.payload.value()
+    );
+
+    assert!(store.delete_run(&run.run_id).unwrap());
+    assert!(!file.exists(), "deleting the run deletes its payload file");
+}

@@ -10,13 +10,15 @@
 //!   filter, so an entry left behind by a crash can never show a wrong run.
 //! - `payloads`, `intakes`: run id → the inbound payload text, and what its
 //!   alerts did to incidents: written once, kept out of the run record,
-//!   which is rewritten at every stage.
+//!   which is rewritten at every stage. A payload of 1 MiB or more is a
+//!   file in `payloads/` instead ([`payload_files`]).
 //! - `queue`: run id → [`Job`]: runs accepted and not yet finished. A job is
 //!   written before its run record, so a crash between the two leaves a job
 //!   without a run (dropped at startup), never a run nobody will execute.
 
 mod flights;
 mod incidents;
+mod payload_files;
 mod records;
 mod retention;
 
@@ -46,6 +48,11 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("corrupt record {key}: {message}")]
     Corrupt { key: String, message: String },
+    #[error("payload file of run {run_id}: {source}")]
+    PayloadFile {
+        run_id: String,
+        source: std::io::Error,
+    },
 }
 
 /// How big the store may get.
@@ -108,6 +115,7 @@ struct Inner {
     queue: sled::Tree,
     payloads: sled::Tree,
     intakes: sled::Tree,
+    payload_files: payload_files::PayloadFiles,
     book: incidents::Trees,
     flights: flights::Flights,
     run_count: AtomicU64,
@@ -141,13 +149,24 @@ impl Store {
             })?;
         let runs = db.open_tree("runs")?;
         let run_count = AtomicU64::new(runs.len() as u64);
+        let payloads = db.open_tree("payloads")?;
+        let payload_files =
+            payload_files::PayloadFiles::open(dir).map_err(|e| open_err(e.to_string()))?;
+        // Files written just before a crash, whose run never reached disk.
+        let swept = payload_files
+            .sweep(|run_id| payloads.contains_key(run_id.as_bytes()).unwrap_or(true))
+            .map_err(|e| open_err(e.to_string()))?;
+        if swept > 0 {
+            tracing::info!(files = swept, "removed payload files no run refers to");
+        }
         Ok(Store {
             inner: Arc::new(Inner {
                 stages: db.open_tree("stages")?,
                 by_status: db.open_tree("runs_by_status")?,
                 by_definition: db.open_tree("runs_by_definition")?,
                 queue: db.open_tree("queue")?,
-                payloads: db.open_tree("payloads")?,
+                payloads,
+                payload_files,
                 intakes: db.open_tree("intakes")?,
                 book: incidents::Trees::open(&db)?,
                 flights: flights::Flights::default(),
@@ -196,9 +215,7 @@ impl Store {
             None => {
                 inner.run_count.fetch_add(1, Ordering::Relaxed);
                 if let Some(text) = run.payload.text() {
-                    inner
-                        .payloads
-                        .insert(run.run_id.as_bytes(), text.as_bytes())?;
+                    self.put_payload(&run.run_id, text)?;
                 }
                 if let Some(intake) = &run.intake {
                     inner
@@ -224,15 +241,53 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a new run's payload: in the `payloads` tree, or as a synced
+    /// file when large.
+    fn put_payload(&self, run_id: &str, text: &str) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        if text.len() < payload_files::LARGE_PAYLOAD_BYTES {
+            inner.payloads.insert(run_id.as_bytes(), text.as_bytes())?;
+            return Ok(());
+        }
+        inner
+            .payload_files
+            .write(run_id, text)
+            .map_err(|source| StoreError::PayloadFile {
+                run_id: run_id.to_string(),
+                source,
+            })?;
+        inner
+            .payloads
+            .insert(run_id.as_bytes(), payload_files::IN_FILE)?;
+        Ok(())
+    }
+
+    fn get_payload(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let inner = &*self.inner;
+        let Some(bytes) = inner.payloads.get(run_id.as_bytes())? else {
+            return Ok(None);
+        };
+        if bytes.as_ref() == payload_files::IN_FILE {
+            let text =
+                inner
+                    .payload_files
+                    .read(run_id)
+                    .map_err(|source| StoreError::PayloadFile {
+                        run_id: run_id.to_string(),
+                        source,
+                    })?;
+            return Ok(Some(text));
+        }
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
     /// A run with its payload.
     pub fn get_run(&self, run_id: &str) -> Result<Option<PipelineRun>, StoreError> {
         let Some(mut run) = self.get_record(run_id)? else {
             return Ok(None);
         };
-        if let Some(bytes) = self.inner.payloads.get(run_id.as_bytes())? {
-            run.payload = crate::payload::Payload::from_json_text(
-                String::from_utf8_lossy(&bytes).into_owned(),
-            );
+        if let Some(text) = self.get_payload(run_id)? {
+            run.payload = crate::payload::Payload::from_json_text(text);
         }
         if let Some(bytes) = self.inner.intakes.get(run_id.as_bytes())? {
             run.intake = Some(std::sync::Arc::new(decode(run_id, &bytes)?));
@@ -322,7 +377,12 @@ impl Store {
             return Ok(false);
         };
         inner.run_count.fetch_sub(1, Ordering::Relaxed);
-        inner.payloads.remove(run_id.as_bytes())?;
+        if let Some(old) = inner.payloads.remove(run_id.as_bytes())?
+            && old.as_ref() == payload_files::IN_FILE
+            && let Err(e) = inner.payload_files.remove(run_id)
+        {
+            tracing::warn!(run_id, error = %e, "could not remove a payload file");
+        }
         inner.intakes.remove(run_id.as_bytes())?;
         if let Ok(run) = decode::<PipelineRun>(run_id, &bytes) {
             inner
