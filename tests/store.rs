@@ -371,6 +371,19 @@ fn a_large_payload_lives_in_a_file_that_goes_with_its_run() {
         small.payload.value()
     );
 
+    // A file gone from under its run (pruned just before a crash that
+    // undid the pruning in sled): the run still reads, without a payload.
+    std::fs::rename(&file, files.join("aside")).unwrap();
+    assert!(
+        store
+            .get_run(&run.run_id)
+            .unwrap()
+            .unwrap()
+            .payload
+            .is_none()
+    );
+    std::fs::rename(files.join("aside"), &file).unwrap();
+
     assert!(store.delete_run(&run.run_id).unwrap());
     assert!(!file.exists(), "deleting the run deletes its payload file");
 }

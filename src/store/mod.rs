@@ -268,15 +268,20 @@ impl Store {
             return Ok(None);
         };
         if bytes.as_ref() == payload_files::IN_FILE {
-            let text =
-                inner
-                    .payload_files
-                    .read(run_id)
-                    .map_err(|source| StoreError::PayloadFile {
-                        run_id: run_id.to_string(),
-                        source,
-                    })?;
-            return Ok(Some(text));
+            return match inner.payload_files.read(run_id) {
+                Ok(text) => Ok(Some(text)),
+                // Pruned just before a crash undid the pruning in sled, or
+                // removed by hand: the run reads as one without a payload
+                // (an ingest node then fails saying so) rather than not at all.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(run_id, "the run's payload file is missing");
+                    Ok(None)
+                }
+                Err(source) => Err(StoreError::PayloadFile {
+                    run_id: run_id.to_string(),
+                    source,
+                }),
+            };
         }
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
