@@ -387,3 +387,36 @@ fn a_large_payload_lives_in_a_file_that_goes_with_its_run() {
     assert!(store.delete_run(&run.run_id).unwrap());
     assert!(!file.exists(), "deleting the run deletes its payload file");
 }
+
+/// A batch that deletes runs and deliveries both is not the last one:
+/// pruning goes on until nothing is left (it once stopped after one batch
+/// whenever its total was not exactly the batch size, leaving the rest for
+/// the next minute).
+#[test]
+fn pruning_goes_on_until_nothing_expired_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        retention: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let old_ms = (Utc::now() - ChronoDuration::hours(2)).timestamp_millis() as u64;
+    for i in 0..50 {
+        store
+            .put_run(&run_at(old_ms + i, "d", RunStatus::Notified))
+            .unwrap();
+        let id = ulid::Ulid::from_parts(old_ms + i, i as u128).to_string();
+        store
+            .put_delivery(&herald::store::Delivery {
+                id: id.clone(),
+                at: Utc::now(),
+                driver: "generic".into(),
+                alert_count: 1,
+                run_ids: vec![],
+            })
+            .unwrap();
+    }
+    let pruned = herald::store::prune_all(&store, Utc::now(), 8).unwrap();
+    assert_eq!(pruned, 100, "50 runs and 50 deliveries");
+    assert_eq!(store.run_count(), 0);
+}

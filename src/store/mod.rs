@@ -28,7 +28,7 @@ pub use incidents::{
     new_incident_id,
 };
 pub use records::{Job, JobKind, PipelineRun, RunError, RunStatus, StageExecution, StageStatus};
-pub use retention::spawn_pruner;
+pub use retention::{prune_all, spawn_pruner};
 
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,9 @@
 //! Background pruning: every minute, delete what is past `retention` or
-//! beyond `max_runs`, in small batches so that the store is never locked
-//! up for long.
+//! beyond `max_runs`, in small batches so that no single pass holds up the
+//! writers for long.
 
-use super::Store;
+use super::{Store, StoreError};
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 const BATCH: usize = 256;
@@ -12,30 +13,31 @@ const INTERVAL: Duration = Duration::from_secs(60);
 pub fn spawn_pruner(store: Store) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            loop {
-                let store = store.clone();
-                let pruned =
-                    tokio::task::spawn_blocking(move || store.prune(chrono::Utc::now(), BATCH))
-                        .await;
-                match pruned {
-                    Ok(Ok(n)) if n == BATCH => tokio::task::yield_now().await,
-                    Ok(Ok(n)) => {
-                        if n > 0 {
-                            tracing::info!(
-                                pruned = n,
-                                "retention: pruned old runs, incidents and deliveries"
-                            );
-                        }
-                        break;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "retention: pruning failed");
-                        break;
-                    }
-                    Err(_) => return,
-                }
+            let pass = store.clone();
+            match tokio::task::spawn_blocking(move || prune_all(&pass, Utc::now(), BATCH)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(
+                    pruned = n,
+                    "retention: pruned old runs, incidents and deliveries"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "retention: pruning failed"),
+                Err(_) => return,
             }
             tokio::time::sleep(INTERVAL).await;
         }
     })
+}
+
+/// Prunes batch after batch until a batch finds nothing to delete; how
+/// many records it deleted. A batch deletes up to `batch` of each kind
+/// (runs, deliveries, incidents), so its total says nothing about whether
+/// more is left: only an empty batch does.
+pub fn prune_all(store: &Store, now: DateTime<Utc>, batch: usize) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        match store.prune(now, batch)? {
+            0 => return Ok(total),
+            n => total += n,
+        }
+    }
 }
