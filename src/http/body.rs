@@ -33,8 +33,10 @@ pub async fn read(
     // Content-Length: a 50 MB storm body is then held once, not as a list
     // of chunks plus their concatenation. Only pages written to become
     // resident, so reserving a declared size a client never sends costs
-    // address space, not memory.
-    let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+    // address space, not memory. The reservation may fail (strict
+    // overcommit, many such clients at once): then the buffer just grows.
+    let mut buf = Vec::new();
+    let _ = buf.try_reserve_exact(declared.map_or(0, |n| n as usize).min(limit));
     let mut body = Limited::new(body, limit);
     let collect = async {
         while let Some(frame) = body.frame().await {
