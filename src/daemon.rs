@@ -156,7 +156,7 @@ pub async fn run(
             workers.finish(grace).await;
         })
     };
-    let pruner = crate::store::spawn_pruner(store.clone());
+    let pruner = crate::store::spawn_pruner(store.clone(), stop_rx.clone());
     let scheduler = Arc::new(Scheduler::new(
         definitions.clone(),
         engine.clone(),
@@ -266,8 +266,7 @@ pub async fn run(
     drop(config_watch);
     tracing::info!("shutting down: no new requests; finishing what is running");
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(server, supervisor, timers);
-    pruner.abort();
+    let _ = tokio::join!(server, supervisor, timers, pruner);
     sampler.abort();
     let _ = std::fs::remove_file(&address_file);
     store.flush_async().await?;

@@ -49,8 +49,19 @@ fn fastrand_u128() -> u128 {
     N.fetch_add(1, Ordering::Relaxed) as u128
 }
 
+/// Opens the store in `dir`. A store just dropped in this process may
+/// still hold its lock for a moment: sled releases it when its background
+/// writes end, which a busy machine (tests run in parallel) can delay.
 fn open(dir: &std::path::Path) -> Store {
-    Store::open(dir, StoreOptions::default()).unwrap()
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Store::open(dir, StoreOptions::default()) {
+            Err(StoreError::InUse(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => return other.unwrap(),
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -416,7 +427,62 @@ fn pruning_goes_on_until_nothing_expired_is_left() {
             })
             .unwrap();
     }
-    let pruned = herald::store::prune_all(&store, Utc::now(), 8).unwrap();
+    let pruned = herald::store::prune_all(&store, Utc::now(), 8, || false).unwrap();
     assert_eq!(pruned, 100, "50 runs and 50 deliveries");
     assert_eq!(store.run_count(), 0);
+}
+
+/// `old` expired runs, two hours old, in a store with a one-hour retention.
+fn store_with_expired_runs(dir: &std::path::Path, old: u64) -> Store {
+    let options = StoreOptions {
+        retention: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir, options).unwrap();
+    let old_ms = (Utc::now() - ChronoDuration::hours(2)).timestamp_millis() as u64;
+    for i in 0..old {
+        store
+            .put_run(&run_at(old_ms + i, "d", RunStatus::Notified))
+            .unwrap();
+    }
+    store
+}
+
+/// Pruning a backlog stops between batches when asked: shutdown once
+/// waited for a whole backlog (minutes after a storm) to be pruned.
+#[test]
+fn pruning_stops_between_batches_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_expired_runs(dir.path(), 40);
+    let batches = std::cell::Cell::new(0);
+    let pruned = herald::store::prune_all(&store, Utc::now(), 8, || {
+        batches.set(batches.get() + 1);
+        batches.get() > 2
+    })
+    .unwrap();
+    assert_eq!(pruned, 16, "two batches of 8");
+    assert_eq!(store.run_count(), 24, "the rest is left for later");
+}
+
+/// The background pruner ends soon after the stop signal, with the backlog
+/// only partly pruned, instead of holding the runtime's shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pruner_task_ends_on_the_stop_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_expired_runs(dir.path(), 5_000);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let pruner = herald::store::spawn_pruner(store.clone(), stop_rx);
+    // Stop once the pass is under way (the first batch is done).
+    while store.run_count() == 5_000 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), pruner)
+        .await
+        .expect("the pruner ended")
+        .unwrap();
+    assert!(
+        store.run_count() > 0,
+        "stopped before pruning all 5,000 runs"
+    );
 }

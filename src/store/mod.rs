@@ -389,7 +389,7 @@ impl Store {
             tracing::warn!(run_id, error = %e, "could not remove a payload file");
         }
         inner.intakes.remove(run_id.as_bytes())?;
-        if let Ok(run) = decode::<PipelineRun>(run_id, &bytes) {
+        if let Ok(run) = decode::<IndexedFields>(run_id, &bytes) {
             inner
                 .by_status
                 .remove(index_key(run.status.as_str(), run_id))?;
@@ -501,10 +501,13 @@ impl Store {
             if !expired && excess == 0 {
                 break; // keys are in time order: nothing later is expired
             }
-            let finished = decode::<PipelineRun>(&run_id, &bytes)
-                .map(|r| r.is_finished())
-                .unwrap_or(true);
-            if expired || finished {
+            // Decoded only when age alone does not decide (a full decode of
+            // every run made a large backlog slow to prune).
+            let doomed = expired
+                || decode::<IndexedFields>(&run_id, &bytes)
+                    .map(|r| r.completed_at.is_some())
+                    .unwrap_or(true);
+            if doomed {
                 victims.push(run_id);
                 excess = excess.saturating_sub(1);
             }
@@ -518,6 +521,16 @@ impl Store {
         deleted += self.prune_incidents(cutoff, batch)?;
         Ok(deleted)
     }
+}
+
+/// The fields of a stored run that its index entries and pruning need,
+/// read without decoding the rest (stage outputs, dates).
+#[derive(serde::Deserialize)]
+struct IndexedFields {
+    status: RunStatus,
+    definition: String,
+    #[serde(default)]
+    completed_at: Option<serde::de::IgnoredAny>,
 }
 
 type FlushWaiter = tokio::sync::oneshot::Sender<Result<(), String>>;

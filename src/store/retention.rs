@@ -1,20 +1,37 @@
 //! Background pruning: every minute, delete what is past `retention` or
 //! beyond `max_runs`, in small batches so that no single pass holds up the
-//! writers for long.
+//! writers for long, and so that shutdown never waits for more than one
+//! batch (a backlog after a storm can take minutes to prune).
 
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::watch;
 
 const BATCH: usize = 256;
 const INTERVAL: Duration = Duration::from_secs(60);
 
-/// Runs the pruner until the returned handle is aborted.
-pub fn spawn_pruner(store: Store) -> tokio::task::JoinHandle<()> {
+/// Runs the pruner until `stop` turns true; the handle finishes after the
+/// batch in progress, leaving the rest for the next start.
+pub fn spawn_pruner(store: Store, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
+        let stopping = Arc::new(AtomicBool::new(false));
+        while !*stop.borrow() {
             let pass = store.clone();
-            match tokio::task::spawn_blocking(move || prune_all(&pass, Utc::now(), BATCH)).await {
+            let flag = stopping.clone();
+            let mut work = tokio::task::spawn_blocking(move || {
+                prune_all(&pass, Utc::now(), BATCH, || flag.load(Ordering::Relaxed))
+            });
+            let outcome = tokio::select! {
+                outcome = &mut work => outcome,
+                _ = stopped(&mut stop) => {
+                    stopping.store(true, Ordering::Relaxed);
+                    work.await
+                }
+            };
+            match outcome {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::info!(
                     pruned = n,
@@ -23,21 +40,38 @@ pub fn spawn_pruner(store: Store) -> tokio::task::JoinHandle<()> {
                 Ok(Err(e)) => tracing::warn!(error = %e, "retention: pruning failed"),
                 Err(_) => return,
             }
-            tokio::time::sleep(INTERVAL).await;
+            if stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(INTERVAL) => {}
+                _ = stopped(&mut stop) => return,
+            }
         }
     })
 }
 
-/// Prunes batch after batch until a batch finds nothing to delete; how
-/// many records it deleted. A batch deletes up to `batch` of each kind
-/// (runs, deliveries, incidents), so its total says nothing about whether
-/// more is left: only an empty batch does.
-pub fn prune_all(store: &Store, now: DateTime<Utc>, batch: usize) -> Result<usize, StoreError> {
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Prunes batch after batch until a batch finds nothing to delete or
+/// `stop` answers true; how many records it deleted. A batch deletes up to
+/// `batch` of each kind (runs, deliveries, incidents), so its total says
+/// nothing about whether more is left: only an empty batch does.
+pub fn prune_all(
+    store: &Store,
+    now: DateTime<Utc>,
+    batch: usize,
+    stop: impl Fn() -> bool,
+) -> Result<usize, StoreError> {
     let mut total = 0;
-    loop {
+    while !stop() {
         match store.prune(now, batch)? {
-            0 => return Ok(total),
+            0 => break,
             n => total += n,
         }
     }
+    Ok(total)
 }
