@@ -486,3 +486,31 @@ async fn the_pruner_task_ends_on_the_stop_signal() {
         "stopped before pruning all 5,000 runs"
     );
 }
+
+/// A deleted run leaves no entry in its incidents' run index.
+#[test]
+fn deleting_a_run_removes_it_from_its_incidents_run_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut run = run_at(now_ms(), "d", RunStatus::Notified);
+    run.intake = Some(std::sync::Arc::new(
+        json!({"incident_ids": ["inc-a", "inc-b"]}),
+    ));
+    store.put_run(&run).unwrap();
+    let kept = run_at(now_ms() + 1, "d", RunStatus::Notified);
+    store.put_run(&kept).unwrap();
+    let ids = ["inc-a".to_string(), "inc-b".to_string()];
+    store
+        .add_incident_runs(&ids, std::slice::from_ref(&run.run_id))
+        .unwrap();
+    store
+        .add_incident_runs(&ids[..1], std::slice::from_ref(&kept.run_id))
+        .unwrap();
+    assert_eq!(
+        store.incident_runs("inc-b", 10).unwrap(),
+        vec![run.run_id.clone()]
+    );
+    assert!(store.delete_run(&run.run_id).unwrap());
+    assert_eq!(store.incident_runs("inc-a", 10).unwrap(), vec![kept.run_id]);
+    assert!(store.incident_runs("inc-b", 10).unwrap().is_empty());
+}

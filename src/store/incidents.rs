@@ -136,6 +136,19 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets that `run_id` was started for each of `incident_ids` (the
+    /// run is being deleted).
+    pub(super) fn remove_incident_runs(
+        &self,
+        incident_ids: &[String],
+        run_id: &str,
+    ) -> Result<(), StoreError> {
+        for id in incident_ids {
+            self.inner.book.runs.remove(super::index_key(id, run_id))?;
+        }
+        Ok(())
+    }
+
     /// The newest `limit` runs started for an incident, newest first.
     pub fn incident_runs(&self, id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();

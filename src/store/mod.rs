@@ -388,7 +388,19 @@ impl Store {
         {
             tracing::warn!(run_id, error = %e, "could not remove a payload file");
         }
-        inner.intakes.remove(run_id.as_bytes())?;
+        if let Some(intake) = inner.intakes.remove(run_id.as_bytes())? {
+            // The incidents' run indexes point at this run: without this,
+            // a long-lived (flapping) incident's index grows by one dead
+            // entry per run for as long as the incident lives.
+            #[derive(serde::Deserialize)]
+            struct IncidentIds {
+                #[serde(default)]
+                incident_ids: Vec<String>,
+            }
+            if let Ok(ids) = decode::<IncidentIds>(run_id, &intake) {
+                self.remove_incident_runs(&ids.incident_ids, run_id)?;
+            }
+        }
         if let Ok(run) = decode::<IndexedFields>(run_id, &bytes) {
             inner
                 .by_status
