@@ -89,7 +89,9 @@ pub async fn run(
     if tokens.is_empty() && !listen.ip().is_loopback() {
         return Err(DaemonError::OpenListener(listen));
     }
-    let store = Store::open(&config.data_dir, StoreOptions::from(&config.store))?;
+    let store_options = StoreOptions::from(&config.store);
+    compact_if_due(&config, &store_options).await;
+    let store = Store::open(&config.data_dir, store_options)?;
     let metrics = Arc::new(Metrics::new());
     let services = Arc::new(Services::new(config.clone()));
     let host = services.host.clone();
@@ -371,4 +373,33 @@ impl Live {
 
 fn herald_intake_writer() -> Result<crate::intake_writer::IntakeWriter, DaemonError> {
     crate::intake_writer::IntakeWriter::start().map_err(DaemonError::Thread)
+}
+
+/// Compacts the store before opening it when its file has outgrown
+/// `[store] compact_at_start_mb` (see [`crate::store::compact`]). A failed
+/// compaction leaves the original in place, and herald starts on it.
+async fn compact_if_due(config: &Config, options: &StoreOptions) {
+    let dir = config.data_dir.clone();
+    let threshold = config.store.compact_at_start_mb.saturating_mul(1024 * 1024);
+    if !crate::store::due_at_start(&dir, threshold) {
+        return;
+    }
+    tracing::info!(
+        bytes = crate::store::database_bytes(&dir),
+        "compacting the store before starting (its file passed [store] compact_at_start_mb)"
+    );
+    let options = options.clone();
+    match tokio::task::spawn_blocking(move || crate::store::compact(&dir, &options)).await {
+        Ok(Ok(done)) => tracing::info!(
+            before_bytes = done.before_bytes,
+            after_bytes = done.after_bytes,
+            records = done.records,
+            took_ms = done.took.as_millis() as u64,
+            "store compacted"
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "compaction failed; starting on the store as it is")
+        }
+        Err(e) => tracing::error!(error = %e, "compaction failed; starting on the store as it is"),
+    }
 }

@@ -57,10 +57,10 @@ struct Cli {
 enum Command {
     /// Run the daemon until SIGTERM or SIGINT.
     ///
-    /// Opens the store (holding the data dir), loads the definitions and
-    /// keeps the host sampler and retention pruning running. The HTTP API,
-    /// the definitions watcher and the scheduler are not part of this
-    /// version yet.
+    /// Opens the store (holding the data dir; compacting it first when its
+    /// file has passed `[store] compact_at_start_mb`), loads and watches the
+    /// definitions and the config, and serves the HTTP API, the queue's
+    /// workers, the schedules, host sampling and retention pruning.
     Serve {
         /// Address for the HTTP API (overrides `listen`).
         #[arg(long, value_name = "ADDR")]
@@ -115,6 +115,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Maintain the store in the data dir.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// List the loaded definitions and any invalid files.
     Definitions {
         /// Print JSON instead of a table.
@@ -139,6 +142,17 @@ struct RunArgs {
     /// Print the run result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy the live records into a fresh database and swap it in, giving
+    /// back the space sled's log has kept. `herald serve` must be stopped.
+    Compact {
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -292,6 +306,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Validate { paths } => validate(setup, paths),
         Command::Runs(cmd) => runtime.block_on(runs(setup, cmd)),
         Command::Definitions { json } => runtime.block_on(definitions(setup, json)),
+        Command::Store(StoreCommand::Compact { json }) => compact(setup, json),
         Command::Incidents(cmd) => runtime.block_on(incidents_cli::incidents(setup, cmd)),
         Command::Ingest {
             file,
@@ -343,6 +358,29 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             }
         }
     }
+}
+
+/// `herald store compact`.
+fn compact(setup: Setup, json: bool) -> Result<ExitCode> {
+    let dir = &setup.config.data_dir;
+    let done = herald::store::compact(dir, &StoreOptions::from(&setup.config.store))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+    } else {
+        println!(
+            "compacted {}: {} -> {} ({} records) in {:.1} s",
+            dir.display(),
+            mib(done.before_bytes),
+            mib(done.after_bytes),
+            done.records,
+            done.took.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// Where runs are read and written: the store itself, or the daemon that

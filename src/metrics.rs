@@ -31,6 +31,7 @@ pub struct Metrics {
     definitions_invalid: Gauge,
     schedule_skipped: Family<Labels, Counter>,
     schedule_lateness: Histogram,
+    store_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -122,8 +123,15 @@ impl Metrics {
             "How late scheduled runs start after their tick",
             schedule_lateness.clone(),
         );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_database_bytes",
+            "Size of the sled database file; far above the live data, it is due a compaction (herald store compact)",
+            store_bytes.clone(),
+        );
         Metrics {
             registry,
+            store_bytes,
             schedule_lateness,
             runs,
             run_seconds,
@@ -215,6 +223,10 @@ impl Metrics {
 
     pub fn schedule_lateness(&self, seconds: f64) {
         self.schedule_lateness.observe(seconds);
+    }
+
+    pub fn set_store_bytes(&self, bytes: u64) {
+        self.store_bytes.set(bytes.min(i64::MAX as u64) as i64);
     }
 
     /// The registry in Prometheus text format.

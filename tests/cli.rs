@@ -422,27 +422,69 @@ fn serve_answers_the_cli_and_exits_0_on_sigterm() {
         &ws.herald(&["run", "no-such"]),
         "no definition named `no-such`",
     );
+    // Compaction needs the store closed, and says so.
+    assert_clean_error(&ws.herald(&["store", "compact"]), "is in use");
 
+    assert_eq!(send_sigterm_and_wait(&mut serve), Some(0));
+    // The data dir is free again.
+    let out = ws.herald(&["run", "health-check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let compacted = ws.json(&["store", "compact", "--json"]);
+    assert!(compacted["records"].as_u64().unwrap() > 0, "{compacted}");
+    let shown = ws.json(&["runs", "show", run_id, "--json"]);
+    assert_eq!(shown["stages"].as_array().unwrap().len(), 4);
+}
+
+fn send_sigterm_and_wait(child: &mut Child) -> Option<i32> {
     let status = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
+        .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(s) = serve.try_wait().unwrap() {
-            break s.code();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
         }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not exit after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(code, Some(0));
-    // The data dir is free again.
-    let out = ws.herald(&["run", "health-check"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+/// A database file past `[store] compact_at_start_mb` is compacted before
+/// the daemon serves, and what it held is still there.
+#[test]
+fn serve_compacts_an_outgrown_store_first() {
+    let ws = Workspace::with_definitions(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("definitions"),
+        "[store]\ncompact_at_start_mb = 1\n",
+    );
+    let db_file = ws.dir.path().join("data").join("db").join("db");
+    let mut run_ids = Vec::new();
+    while std::fs::metadata(&db_file).map_or(0, |m| m.len()) < 1024 * 1024 {
+        assert!(run_ids.len() < 50, "the store never reached 1 MiB");
+        let run = ws.json(&["run", "health-check", "--json"]);
+        run_ids.push(run["run_id"].as_str().unwrap().to_string());
+    }
+    let mut serve = ws
+        .command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(30));
+    assert!(seen.contains("store compacted"), "{seen}");
+    assert!(seen.contains("herald started"), "{seen}");
+    for id in &run_ids {
+        let shown = ws.json(&["runs", "show", id, "--json"]);
+        assert_eq!(shown["run_id"], id.as_str());
+    }
+    assert_eq!(send_sigterm_and_wait(&mut serve), Some(0));
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(ws.dir.path().join("data").join("compaction.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(record["after_bytes"].as_u64().unwrap() < record["before_bytes"].as_u64().unwrap());
 }
 
 #[test]

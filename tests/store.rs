@@ -49,19 +49,8 @@ fn fastrand_u128() -> u128 {
     N.fetch_add(1, Ordering::Relaxed) as u128
 }
 
-/// Opens the store in `dir`. A store just dropped in this process may
-/// still hold its lock for a moment: sled releases it when its background
-/// writes end, which a busy machine (tests run in parallel) can delay.
 fn open(dir: &std::path::Path) -> Store {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match Store::open(dir, StoreOptions::default()) {
-            Err(StoreError::InUse(_)) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            other => return other.unwrap(),
-        }
-    }
+    Store::open(dir, StoreOptions::default()).unwrap()
 }
 
 fn now_ms() -> u64 {
@@ -513,4 +502,180 @@ fn deleting_a_run_removes_it_from_its_incidents_run_index() {
     assert!(store.delete_run(&run.run_id).unwrap());
     assert_eq!(store.incident_runs("inc-a", 10).unwrap(), vec![kept.run_id]);
     assert!(store.incident_runs("inc-b", 10).unwrap().is_empty());
+}
+
+/// A store whose file holds far more than its records: runs written,
+/// rewritten through their statuses, and most deleted again. Returns the
+/// ids of the runs left.
+fn bloated_store(dir: &std::path::Path) -> Vec<String> {
+    let store = open(dir);
+    let mut kept = Vec::new();
+    for i in 0..600u64 {
+        let mut run = run_at(now_ms() + i, "d", RunStatus::Pending);
+        run.payload =
+            herald::payload::Payload::from_value(json!({"n": i, "pad": "x".repeat(2000)}));
+        store.put_run(&run).unwrap();
+        for status in [RunStatus::Ingested, RunStatus::Checked, RunStatus::Notified] {
+            run.status = status;
+            store.put_run(&run).unwrap();
+        }
+        store
+            .put_stage(&StageExecution {
+                run_id: run.run_id.clone(),
+                seq: 0,
+                node_id: "n".into(),
+                stage: "transform".into(),
+                attempt: 1,
+                idempotency_key: StageExecution::key(&run.run_id, "n", 1),
+                status: StageStatus::Succeeded,
+                started_at: Utc::now(),
+                completed_at: Some(Utc::now()),
+                duration_ms: Some(1),
+                output: Some(std::sync::Arc::new(json!({"i": i}))),
+                error: None,
+            })
+            .unwrap();
+        if i % 10 == 0 {
+            kept.push(run.run_id.clone());
+        } else {
+            store.delete_run(&run.run_id).unwrap();
+        }
+        if i % 50 == 0 {
+            store.flush().unwrap();
+        }
+    }
+    store.flush().unwrap();
+    kept
+}
+
+#[test]
+fn compaction_keeps_every_record_and_shrinks_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = bloated_store(dir.path());
+    let before = {
+        let store = open(dir.path());
+        kept.iter()
+            .map(|id| {
+                (
+                    store.get_run(id).unwrap().unwrap(),
+                    store.stages(id).unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let size_before = herald::store::database_bytes(dir.path());
+
+    let done = herald::store::compact(dir.path(), &StoreOptions::default()).unwrap();
+    assert_eq!(done.before_bytes, size_before);
+    assert_eq!(done.after_bytes, herald::store::database_bytes(dir.path()));
+    assert!(
+        done.after_bytes * 2 < done.before_bytes,
+        "{} -> {} bytes",
+        done.before_bytes,
+        done.after_bytes
+    );
+    assert!(done.records > kept.len() as u64);
+    assert_eq!(herald::store::last_compaction(dir.path()), Some(done));
+    for leftover in ["db.compacting", "db.compacted", "db.old"] {
+        assert!(
+            !dir.path().join(leftover).exists(),
+            "{leftover} left behind"
+        );
+    }
+
+    let store = open(dir.path());
+    assert_eq!(store.run_count(), kept.len() as u64);
+    for (run, stages) in before {
+        assert_eq!(store.get_run(&run.run_id).unwrap().as_ref(), Some(&run));
+        assert_eq!(store.stages(&run.run_id).unwrap(), stages);
+    }
+    let page = store
+        .list_runs(&RunQuery {
+            status: Some(RunStatus::Notified),
+            limit: 1000,
+            ..RunQuery::default()
+        })
+        .unwrap();
+    assert_eq!(page.runs.len(), kept.len(), "the status index came along");
+}
+
+#[test]
+fn compaction_refuses_a_store_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let _open = open(dir.path());
+    match herald::store::compact(dir.path(), &StoreOptions::default()) {
+        Err(StoreError::InUse(_)) => {}
+        other => panic!("expected in use, got {other:?}"),
+    }
+}
+
+/// A store in `dir` holding one run, closed; its id.
+fn store_with_one_run(dir: &std::path::Path) -> String {
+    let store = open(dir);
+    let run = run_at(now_ms(), "d", RunStatus::Notified);
+    store.put_run(&run).unwrap();
+    store.flush().unwrap();
+    run.run_id
+}
+
+/// Each place a crash can stop a compaction, as the directories it
+/// leaves, and the database the next open must see.
+#[test]
+fn an_interrupted_compaction_is_finished_or_undone_at_open() {
+    // `original` holds run A; `copy` (another store moved in) holds run B.
+    let setup = |layout: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = tempfile::tempdir().unwrap();
+        let a = store_with_one_run(&sources.path().join("a"));
+        let b = store_with_one_run(&sources.path().join("b"));
+        std::fs::create_dir_all(dir.path()).unwrap();
+        for (from, to) in layout {
+            let src = match *from {
+                "original" => sources.path().join("a").join("db"),
+                "copy" => sources.path().join("b").join("db"),
+                _ => unreachable!(),
+            };
+            std::fs::rename(src, dir.path().join(to)).unwrap();
+        }
+        (dir, a, b)
+    };
+    let sees = |dir: &std::path::Path, id: &str| {
+        let store = open(dir);
+        let found = store.get_run(id).unwrap().is_some();
+        assert_eq!(store.run_count(), 1);
+        for leftover in ["db.compacting", "db.compacted", "db.old"] {
+            assert!(!dir.join(leftover).exists(), "{leftover} left behind");
+        }
+        found
+    };
+    // Crash while copying: the copy is dropped.
+    let (dir, a, _) = setup(&[("original", "db"), ("copy", "db.compacting")]);
+    assert!(sees(dir.path(), &a));
+    // Copy sealed, swap not begun: the swap is finished.
+    let (dir, _, b) = setup(&[("original", "db"), ("copy", "db.compacted")]);
+    assert!(sees(dir.path(), &b));
+    // Between the two renames.
+    let (dir, _, b) = setup(&[("original", "db.old"), ("copy", "db.compacted")]);
+    assert!(sees(dir.path(), &b));
+    // Swapped, old one not yet removed.
+    let (dir, _, b) = setup(&[("original", "db.old"), ("copy", "db")]);
+    assert!(sees(dir.path(), &b));
+}
+
+#[test]
+fn compaction_at_start_is_due_only_when_the_file_has_grown() {
+    let dir = tempfile::tempdir().unwrap();
+    bloated_store(dir.path());
+    let size = herald::store::database_bytes(dir.path());
+    assert!(size > 0);
+    assert!(
+        !herald::store::due_at_start(dir.path(), 0),
+        "0 turns it off"
+    );
+    assert!(!herald::store::due_at_start(dir.path(), size + 1));
+    assert!(herald::store::due_at_start(dir.path(), size));
+    let done = herald::store::compact(dir.path(), &StoreOptions::default()).unwrap();
+    // Just compacted: not due again until it has doubled, whatever the threshold.
+    assert!(!herald::store::due_at_start(dir.path(), 1));
+    assert!(done.after_bytes > 0);
 }

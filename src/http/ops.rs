@@ -35,6 +35,8 @@ pub fn readyz(app: &App) -> Resp {
 }
 
 pub fn metrics(app: &App) -> Resp {
+    app.metrics
+        .set_store_bytes(crate::store::database_bytes(app.store.path()));
     text(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -16,12 +16,14 @@
 //!   written before its run record, so a crash between the two leaves a job
 //!   without a run (dropped at startup), never a run nobody will execute.
 
+mod compact;
 mod flights;
 mod incidents;
 mod payload_files;
 mod records;
 mod retention;
 
+pub use compact::{Compaction, compact, database_bytes, due_at_start, last_compaction};
 pub use flights::Flight;
 pub use incidents::{
     DRY_DELIVERY, Delivery, DryBook, IncidentPage, IncidentQuery, StoreBook, change_counts,
@@ -126,6 +128,8 @@ struct Inner {
     /// The group-commit flusher, started on first use.
     flusher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushWaiter>>,
     path: PathBuf,
+    /// The data dir's lock file, held while the store is open.
+    _lock: std::fs::File,
 }
 
 impl Store {
@@ -136,17 +140,10 @@ impl Store {
             path: dir.to_path_buf(),
             message,
         };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(options.cache_bytes)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if is_lock_error(&io) => StoreError::InUse(dir.to_path_buf()),
-                sled::Error::Io(io) => open_err(io.to_string()),
-                other => open_err(other.to_string()),
-            })?;
+        let lock = compact::lock(dir)?;
+        compact::finish_interrupted(dir)
+            .map_err(|e| open_err(format!("recovering an interrupted compaction: {e}")))?;
+        let db = open_db(dir, &dir.join("db"), options.cache_bytes)?;
         let runs = db.open_tree("runs")?;
         let run_count = AtomicU64::new(runs.len() as u64);
         let payloads = db.open_tree("payloads")?;
@@ -178,6 +175,7 @@ impl Store {
                 flusher: std::sync::OnceLock::new(),
                 options,
                 path: dir.to_path_buf(),
+                _lock: lock,
             }),
         })
     }
@@ -572,6 +570,39 @@ fn matches(run: &PipelineRun, q: &RunQuery) -> bool {
             .as_ref()
             .is_none_or(|s| run.source.as_deref() == Some(s.as_str()))
         && q.since.is_none_or(|t| run.created_at >= t)
+}
+
+/// Opens the sled database at `path` (in data dir `dir`), with the data
+/// dir's lock already held. sled's own lock on its file can outlive the
+/// handle that held it by a moment (its background writes finish first),
+/// so a conflict on it is retried briefly before it counts as "in use".
+fn open_db(dir: &Path, path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(500))
+            .open();
+        return match opened {
+            Ok(db) => Ok(db),
+            Err(sled::Error::Io(io)) if is_lock_error(&io) => {
+                if std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                Err(StoreError::InUse(dir.to_path_buf()))
+            }
+            Err(sled::Error::Io(io)) => Err(StoreError::Open {
+                path: dir.to_path_buf(),
+                message: io.to_string(),
+            }),
+            Err(other) => Err(StoreError::Open {
+                path: dir.to_path_buf(),
+                message: other.to_string(),
+            }),
+        };
+    }
 }
 
 fn is_lock_error(e: &std::io::Error) -> bool {
