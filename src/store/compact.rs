@@ -195,8 +195,9 @@ pub fn compact(dir: &Path, options: &StoreOptions) -> Result<Compaction, StoreEr
 }
 
 /// Copies every tree of `old` into a new database at `to`, checks that the
-/// copy holds the same records (sled's checksum of all keys and values),
-/// and flushes it. How many records it copied.
+/// copy holds the same records (a hash of every tree name, key and value,
+/// taken while copying and again over the copy), and flushes it. How many
+/// records it copied.
 fn copy_into(old: &sled::Db, to: &Path, cache_bytes: u64) -> Result<u64, StoreError> {
     if to.exists() {
         std::fs::remove_dir_all(to).map_err(|e| StoreError::Open {
@@ -209,17 +210,18 @@ fn copy_into(old: &sled::Db, to: &Path, cache_bytes: u64) -> Result<u64, StoreEr
         .cache_capacity(cache_bytes)
         .flush_every_ms(None)
         .open()?;
-    let mut records = 0u64;
+    let mut read = Digest::default();
     for name in old.tree_names() {
+        read.tree(&name);
         let from = old.open_tree(&name)?;
         let into = new.open_tree(&name)?;
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
         for item in from.iter() {
             let (key, value) = item?;
+            read.record(&key, &value);
             batch.insert(key, value);
             in_batch += 1;
-            records += 1;
             if in_batch == COPY_BATCH {
                 into.apply_batch(std::mem::take(&mut batch))?;
                 in_batch = 0;
@@ -227,16 +229,83 @@ fn copy_into(old: &sled::Db, to: &Path, cache_bytes: u64) -> Result<u64, StoreEr
         }
         into.apply_batch(batch)?;
     }
-    if old.checksum()? != new.checksum()? {
+    new.flush()?;
+    let mut written = Digest::default();
+    for name in old.tree_names() {
+        written.tree(&name);
+        for item in new.open_tree(&name)?.iter() {
+            let (key, value) = item?;
+            written.record(&key, &value);
+        }
+    }
+    if read != written {
         return Err(StoreError::Open {
             path: to.to_path_buf(),
             message: "compaction: the copy differs from the original; the original is kept".into(),
         });
     }
-    new.flush()?;
-    Ok(records)
+    Ok(read.records)
+}
+
+/// A running hash of tree names and records, with the record count. The
+/// hasher is std's SipHash with fixed keys: the same input gives the same
+/// value within the process, which is all the comparison needs.
+#[derive(Default, PartialEq)]
+struct Digest {
+    hash: u64,
+    records: u64,
+}
+
+impl Digest {
+    fn tree(&mut self, name: &[u8]) {
+        self.mix(b"tree", name);
+    }
+
+    fn record(&mut self, key: &[u8], value: &[u8]) {
+        self.records += 1;
+        self.mix(key, value);
+    }
+
+    fn mix(&mut self, a: &[u8], b: &[u8]) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.hash.hash(&mut h);
+        a.hash(&mut h);
+        b.hash(&mut h);
+        self.hash = h.finish();
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Digest;
+
+    fn digest(trees: &[(&str, &[(&str, &str)])]) -> Digest {
+        let mut d = Digest::default();
+        for (name, records) in trees {
+            d.tree(name.as_bytes());
+            for (k, v) in *records {
+                d.record(k.as_bytes(), v.as_bytes());
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn the_digest_tells_a_faithful_copy_from_a_damaged_one() {
+        let original = digest(&[("runs", &[("a", "1"), ("b", "2")]), ("stages", &[])]);
+        assert!(original == digest(&[("runs", &[("a", "1"), ("b", "2")]), ("stages", &[])]));
+        for damaged in [
+            digest(&[("runs", &[("a", "1"), ("b", "3")]), ("stages", &[])]),
+            digest(&[("runs", &[("a", "1")]), ("stages", &[])]),
+            digest(&[("runs", &[("a", "1")]), ("stages", &[("b", "2")])]),
+            digest(&[("runs", &[("a", "12")]), ("stages", &[])]),
+        ] {
+            assert!(original != damaged);
+        }
+    }
 }
