@@ -69,6 +69,20 @@ impl Workspace {
         cmd
     }
 
+    /// `herald serve` on a loopback port, logging at info, once it has
+    /// said it started; with what it logged until then.
+    fn serve(&self) -> (Child, String) {
+        let mut serve = self
+            .command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(30));
+        assert!(seen.contains("herald started"), "{seen}");
+        (serve, seen)
+    }
+
     fn herald(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
@@ -401,14 +415,7 @@ fn wait_for_stderr(child: &mut Child, needle: &str, timeout: Duration) -> String
 #[test]
 fn serve_answers_the_cli_and_exits_0_on_sigterm() {
     let ws = Workspace::shipped();
-    let mut serve = ws
-        .command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(20));
-    assert!(seen.contains("herald started"), "{seen}");
+    let (mut serve, _) = ws.serve();
 
     // While the daemon holds the data dir, the CLI talks to it over HTTP.
     let via_daemon = ws.json(&["run", "health-check", "--json"]);
@@ -466,15 +473,8 @@ fn serve_compacts_an_outgrown_store_first() {
         let run = ws.json(&["run", "health-check", "--json"]);
         run_ids.push(run["run_id"].as_str().unwrap().to_string());
     }
-    let mut serve = ws
-        .command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(30));
+    let (mut serve, seen) = ws.serve();
     assert!(seen.contains("store compacted"), "{seen}");
-    assert!(seen.contains("herald started"), "{seen}");
     for id in &run_ids {
         let shown = ws.json(&["runs", "show", id, "--json"]);
         assert_eq!(shown["run_id"], id.as_str());
