@@ -679,3 +679,19 @@ fn compaction_at_start_is_due_only_when_the_file_has_grown() {
     assert!(!herald::store::due_at_start(dir.path(), 1));
     assert!(done.after_bytes > 0);
 }
+
+/// Something in the way of a compaction's recovery is an open error that
+/// names it, and changes nothing.
+#[test]
+fn a_file_in_the_way_of_compaction_recovery_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = store_with_one_run(dir.path());
+    std::fs::write(dir.path().join("db.compacting"), "not a directory").unwrap();
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("open fails")
+        .to_string();
+    assert!(err.contains("db.compacting"), "{err}");
+    std::fs::remove_file(dir.path().join("db.compacting")).unwrap();
+    assert!(open(dir.path()).get_run(&id).unwrap().is_some());
+}

@@ -103,25 +103,41 @@ pub(super) fn finish_interrupted(dir: &Path) -> std::io::Result<()> {
     let p = Paths::new(dir);
     if p.compacting.exists() {
         tracing::warn!("removing an unfinished compaction copy");
-        std::fs::remove_dir_all(&p.compacting)?;
+        remove_dir(&p.compacting)?;
     }
     if p.compacted.exists() {
         tracing::warn!("finishing a compaction that was interrupted");
         if p.db.exists() {
-            std::fs::rename(&p.db, &p.old)?;
+            rename(&p.db, &p.old)?;
         }
-        std::fs::rename(&p.compacted, &p.db)?;
+        rename(&p.compacted, &p.db)?;
         sync_dir(dir)?;
     }
     if p.old.exists() {
         if p.db.exists() {
-            std::fs::remove_dir_all(&p.old)?;
+            remove_dir(&p.old)?;
         } else {
-            std::fs::rename(&p.old, &p.db)?;
+            rename(&p.old, &p.db)?;
             sync_dir(dir)?;
         }
     }
     Ok(())
+}
+
+/// `std::fs::remove_dir_all`, with the path in its error.
+fn remove_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::remove_dir_all(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("removing {}: {e}", path.display())))
+}
+
+/// `std::fs::rename`, with both paths in its error.
+fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("renaming {} to {}: {e}", from.display(), to.display()),
+        )
+    })
 }
 
 /// Size of the database file in the data dir (0 when there is none).
@@ -171,15 +187,18 @@ pub fn compact(dir: &Path, options: &StoreOptions) -> Result<Compaction, StoreEr
         }
     };
     sync_dir(&p.compacting).map_err(|e| io_err("syncing the copy", e))?;
-    std::fs::rename(&p.compacting, &p.compacted).map_err(|e| io_err("sealing the copy", e))?;
+    rename(&p.compacting, &p.compacted).map_err(|e| io_err("sealing the copy", e))?;
     sync_dir(dir).map_err(|e| io_err("syncing the data dir", e))?;
     // The old database stays open (so sled's own lock on it stays held)
     // until the copy has taken its place.
-    std::fs::rename(&p.db, &p.old).map_err(|e| io_err("moving the old database aside", e))?;
-    std::fs::rename(&p.compacted, &p.db).map_err(|e| io_err("putting the copy in place", e))?;
+    rename(&p.db, &p.old).map_err(|e| io_err("moving the old database aside", e))?;
+    rename(&p.compacted, &p.db).map_err(|e| io_err("putting the copy in place", e))?;
     sync_dir(dir).map_err(|e| io_err("syncing the data dir", e))?;
     drop(old);
-    std::fs::remove_dir_all(&p.old).map_err(|e| io_err("removing the old database", e))?;
+    if let Err(e) = remove_dir(&p.old) {
+        // The copy is in place; the next open removes what is left.
+        tracing::warn!(error = %e, "compaction: could not remove the old database");
+    }
     let record = Compaction {
         at: chrono::Utc::now(),
         before_bytes,
