@@ -205,7 +205,7 @@ pub struct StoreConfig {
     pub max_runs: u64,
     /// At start, compact the database when its file has reached this many
     /// MiB (and twice what the last compaction left); 0 never does.
-    pub compact_at_start_mb: u64,
+    pub compact_above_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -214,7 +214,7 @@ impl Default for StoreConfig {
             cache_mb: 32,
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs: 100_000,
-            compact_at_start_mb: 1024,
+            compact_above_mb: 1024,
         }
     }
 }

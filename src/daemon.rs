@@ -348,8 +348,11 @@ impl Live {
         {
             tracing::error!("log_level `{}` not applied: {e}", new.log_level);
         }
-        self.store
-            .set_limits(new.store.retention, new.store.max_runs);
+        self.store.set_limits(
+            new.store.retention,
+            new.store.max_runs,
+            StoreOptions::from(&new.store).compact_above_bytes,
+        );
         let _ = self.worker_count.send(new.queue.worker_count());
         let new = Arc::new(new);
         if old.notify != new.notify || old.host.plugin_dirs != new.host.plugin_dirs {
@@ -376,17 +379,17 @@ fn herald_intake_writer() -> Result<crate::intake_writer::IntakeWriter, DaemonEr
 }
 
 /// Compacts the store before opening it when its file has outgrown
-/// `[store] compact_at_start_mb` (see [`crate::store::compact`]). A failed
+/// `[store] compact_above_mb` (see [`crate::store::compact`]). A failed
 /// compaction leaves the original in place, and herald starts on it.
 async fn compact_if_due(config: &Config, options: &StoreOptions) {
     let dir = config.data_dir.clone();
-    let threshold = config.store.compact_at_start_mb.saturating_mul(1024 * 1024);
-    if !crate::store::due_at_start(&dir, threshold) {
+    let threshold = config.store.compact_above_mb.saturating_mul(1024 * 1024);
+    if !crate::store::due(&dir, threshold) {
         return;
     }
     tracing::info!(
         bytes = crate::store::database_bytes(&dir),
-        "compacting the store before starting (its file passed [store] compact_at_start_mb)"
+        "compacting the store before starting (its file passed [store] compact_above_mb)"
     );
     let options = options.clone();
     match tokio::task::spawn_blocking(move || crate::store::compact(&dir, &options)).await {

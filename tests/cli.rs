@@ -458,13 +458,13 @@ fn send_sigterm_and_wait(child: &mut Child) -> Option<i32> {
     }
 }
 
-/// A database file past `[store] compact_at_start_mb` is compacted before
+/// A database file past `[store] compact_above_mb` is compacted before
 /// the daemon serves, and what it held is still there.
 #[test]
 fn serve_compacts_an_outgrown_store_first() {
     let ws = Workspace::with_definitions(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("definitions"),
-        "[store]\ncompact_at_start_mb = 1\n",
+        "[store]\ncompact_above_mb = 1\n",
     );
     let db_file = ws.dir.path().join("data").join("db").join("db");
     let mut run_ids = Vec::new();

@@ -153,11 +153,11 @@ pub fn last_compaction(dir: &Path) -> Option<Compaction> {
     serde_json::from_str(&text).ok()
 }
 
-/// Whether start-up should compact: the file is at least `threshold_bytes`
-/// (0: never) and at least twice the size the last compaction left, so
-/// that a store whose live data is simply large is not copied at every
-/// start.
-pub fn due_at_start(dir: &Path, threshold_bytes: u64) -> bool {
+/// Whether the store is due a compaction: its file is at least
+/// `threshold_bytes` (0: never) and at least twice the size the last
+/// compaction left, so that a store whose live data is simply large is not
+/// copied over and over.
+pub fn due(dir: &Path, threshold_bytes: u64) -> bool {
     if threshold_bytes == 0 {
         return false;
     }
@@ -166,36 +166,113 @@ pub fn due_at_start(dir: &Path, threshold_bytes: u64) -> bool {
     size >= threshold_bytes && size >= floor
 }
 
+fn step_err(dir: &Path, step: &str, e: std::io::Error) -> StoreError {
+    StoreError::Open {
+        path: dir.to_path_buf(),
+        message: format!("compaction: {step}: {e}"),
+    }
+}
+
 /// Compacts the store in `dir`, which must not be open ([`StoreError::InUse`]
 /// otherwise). On any error the original database is left in place.
 pub fn compact(dir: &Path, options: &StoreOptions) -> Result<Compaction, StoreError> {
     let started = Instant::now();
     let _lock = lock(dir)?;
-    let io_err = |step: &str, e: std::io::Error| StoreError::Open {
-        path: dir.to_path_buf(),
-        message: format!("compaction: {step}: {e}"),
-    };
-    finish_interrupted(dir).map_err(|e| io_err("recovering an earlier compaction", e))?;
+    finish_interrupted(dir).map_err(|e| step_err(dir, "recovering an earlier compaction", e))?;
     let p = Paths::new(dir);
     let before_bytes = database_bytes(dir);
     let old = super::open_db(dir, &p.db, options.cache_bytes)?;
-    let records = match copy_into(&old, &p.compacting, options.cache_bytes) {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&p.compacting);
-            return Err(e);
-        }
-    };
-    sync_dir(&p.compacting).map_err(|e| io_err("syncing the copy", e))?;
-    rename(&p.compacting, &p.compacted).map_err(|e| io_err("sealing the copy", e))?;
-    sync_dir(dir).map_err(|e| io_err("syncing the data dir", e))?;
+    let records = copy_and_seal(dir, &old, options.cache_bytes)?;
     // The old database stays open (so sled's own lock on it stays held)
     // until the copy has taken its place.
-    rename(&p.db, &p.old).map_err(|e| io_err("moving the old database aside", e))?;
-    rename(&p.compacted, &p.db).map_err(|e| io_err("putting the copy in place", e))?;
-    sync_dir(dir).map_err(|e| io_err("syncing the data dir", e))?;
+    swap_in(dir)?;
     drop(old);
-    if let Err(e) = remove_dir(&p.old) {
+    Ok(finish(dir, started, before_bytes, records))
+}
+
+impl super::Store {
+    /// Compacts the open store: writes wait while the live records are
+    /// copied and the copy is swapped in (seconds for a store of a hundred
+    /// MB); reads go on. On any error the original stays in use.
+    pub fn compact_online(&self) -> Result<Compaction, StoreError> {
+        let started = Instant::now();
+        let dir = self.path().to_path_buf();
+        let cache = self.options().cache_bytes;
+        let p = Paths::new(&dir);
+        let gate = self
+            .inner
+            .writes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = self.inner.trees.load_full();
+        let before_bytes = database_bytes(&dir);
+        let records = copy_and_seal(&dir, &old.db, cache)?;
+        swap_in(&dir)?;
+        let reopened = super::open_db(&dir, &p.db, cache)
+            .and_then(|db| super::Trees::open(db).map_err(StoreError::from));
+        let trees = match reopened {
+            Ok(trees) => trees,
+            Err(e) => {
+                // Put the original back under its name before any write
+                // reaches it again: the next start must not prefer the copy.
+                remove_dir(&p.db)
+                    .and_then(|()| rename(&p.old, &p.db))
+                    .and_then(|()| sync_dir(&dir))
+                    .map_err(|undo| step_err(&dir, "putting the original back", undo))?;
+                return Err(e);
+            }
+        };
+        self.inner.trees.store(std::sync::Arc::new(trees));
+        drop(gate);
+        drop(old);
+        Ok(finish(&dir, started, before_bytes, records))
+    }
+
+    /// Compacts online when [`due`] says so (the threshold is
+    /// `[store] compact_above_mb`); `None` when it is not due.
+    pub fn compact_if_due(&self) -> Option<Result<Compaction, StoreError>> {
+        let threshold = self
+            .inner
+            .compact_above_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        due(self.path(), threshold).then(|| self.compact_online())
+    }
+}
+
+/// Steps 1 and 2: the copy in `db.compacting/`, checked and synced, renamed
+/// `db.compacted/`. How many records it holds. On error nothing is left.
+fn copy_and_seal(dir: &Path, old: &sled::Db, cache_bytes: u64) -> Result<u64, StoreError> {
+    let p = Paths::new(dir);
+    let sealed = copy_into(old, &p.compacting, cache_bytes).and_then(|records| {
+        sync_dir(&p.compacting)
+            .and_then(|()| rename(&p.compacting, &p.compacted))
+            .and_then(|()| sync_dir(dir))
+            .map_err(|e| step_err(dir, "sealing the copy", e))?;
+        Ok(records)
+    });
+    if sealed.is_err() {
+        let _ = std::fs::remove_dir_all(&p.compacting);
+        let _ = std::fs::remove_dir_all(&p.compacted);
+    }
+    sealed
+}
+
+/// Step 3: the copy takes the database's place. If the second rename
+/// fails, the first is undone, so `db/` is always the one in use.
+fn swap_in(dir: &Path) -> Result<(), StoreError> {
+    let p = Paths::new(dir);
+    rename(&p.db, &p.old).map_err(|e| step_err(dir, "moving the old database aside", e))?;
+    if let Err(e) = rename(&p.compacted, &p.db) {
+        let _ = rename(&p.old, &p.db);
+        let _ = std::fs::remove_dir_all(&p.compacted);
+        return Err(step_err(dir, "putting the copy in place", e));
+    }
+    sync_dir(dir).map_err(|e| step_err(dir, "syncing the data dir", e))
+}
+
+/// Step 4, and the record of what was done.
+fn finish(dir: &Path, started: Instant, before_bytes: u64, records: u64) -> Compaction {
+    if let Err(e) = remove_dir(&Paths::new(dir).old) {
         // The copy is in place; the next open removes what is left.
         tracing::warn!(error = %e, "compaction: could not remove the old database");
     }
@@ -207,10 +284,10 @@ pub fn compact(dir: &Path, options: &StoreOptions) -> Result<Compaction, StoreEr
         took: Duration::from_millis(started.elapsed().as_millis() as u64),
     };
     if let Ok(text) = serde_json::to_vec_pretty(&record) {
-        // Only a hint for the start-up check: losing it costs one needless copy.
+        // Only a hint for `due`: losing it costs one needless copy.
         let _ = std::fs::write(dir.join(RECORD_FILE), text);
     }
-    Ok(record)
+    record
 }
 
 /// Copies every tree of `old` into a new database at `to`, checks that the

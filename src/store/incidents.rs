@@ -91,21 +91,21 @@ impl Store {
     }
 
     pub fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
-        match self.inner.book.incidents.get(id.as_bytes())? {
+        match self.trees().book.incidents.get(id.as_bytes())? {
             Some(bytes) => Ok(Some(decode(id, &bytes)?)),
             None => Ok(None),
         }
     }
 
     pub fn get_alert_state(&self, key: &str) -> Result<Option<AlertState>, StoreError> {
-        match self.inner.book.alerts.get(key.as_bytes())? {
+        match self.trees().book.alerts.get(key.as_bytes())? {
             Some(bytes) => Ok(Some(decode(key, &bytes)?)),
             None => Ok(None),
         }
     }
 
     pub fn put_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        self.inner
+        self.writing()
             .book
             .deliveries
             .insert(delivery.id.as_bytes(), encode(delivery)?)?;
@@ -113,7 +113,7 @@ impl Store {
     }
 
     pub fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
-        match self.inner.book.deliveries.get(id.as_bytes())? {
+        match self.trees().book.deliveries.get(id.as_bytes())? {
             Some(bytes) => Ok(Some(decode(id, &bytes)?)),
             None => Ok(None),
         }
@@ -125,26 +125,11 @@ impl Store {
         incident_ids: &[String],
         run_ids: &[String],
     ) -> Result<(), StoreError> {
+        let t = self.writing();
         for id in incident_ids {
             for run in run_ids {
-                self.inner
-                    .book
-                    .runs
-                    .insert(super::index_key(id, run), &[])?;
+                t.book.runs.insert(super::index_key(id, run), &[])?;
             }
-        }
-        Ok(())
-    }
-
-    /// Forgets that `run_id` was started for each of `incident_ids` (the
-    /// run is being deleted).
-    pub(super) fn remove_incident_runs(
-        &self,
-        incident_ids: &[String],
-        run_id: &str,
-    ) -> Result<(), StoreError> {
-        for id in incident_ids {
-            self.inner.book.runs.remove(super::index_key(id, run_id))?;
         }
         Ok(())
     }
@@ -153,7 +138,7 @@ impl Store {
     pub fn incident_runs(&self, id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         for key in self
-            .inner
+            .trees()
             .book
             .runs
             .scan_prefix(super::index_prefix(id))
@@ -170,7 +155,8 @@ impl Store {
     /// Incidents newest first, filtered; entries that fail the filter are
     /// skipped while scanning.
     pub fn list_incidents(&self, query: &IncidentQuery) -> Result<IncidentPage, StoreError> {
-        let tree = &self.inner.book.incidents;
+        let trees = self.trees();
+        let tree = &trees.book.incidents;
         let iter = match &query.cursor {
             Some(c) => tree.range(..c.as_bytes().to_vec()),
             None => tree.range::<Vec<u8>, _>(..),
@@ -204,7 +190,7 @@ impl Store {
     }
 
     pub fn incident_count(&self) -> usize {
-        self.inner.book.incidents.len()
+        self.trees().book.incidents.len()
     }
 
     /// Deletes deliveries older than `cutoff`, up to `batch`.
@@ -213,7 +199,8 @@ impl Store {
         cutoff_ms: u64,
         batch: usize,
     ) -> Result<usize, StoreError> {
-        let tree = &self.inner.book.deliveries;
+        let t = self.writing();
+        let tree = &t.book.deliveries;
         let mut victims = Vec::new();
         for key in tree.iter().keys() {
             let key = key?;
@@ -243,7 +230,8 @@ impl Store {
         cutoff: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StoreError> {
-        let book = &self.inner.book;
+        let trees = self.trees();
+        let book = &trees.book;
         let cutoff_ms = cutoff.timestamp_millis().max(0) as u64;
         let mut victims = Vec::new();
         // Old open incidents are read past, a bounded number per call.
@@ -266,6 +254,8 @@ impl Store {
             }
         }
         let n = victims.len();
+        let t = self.writing();
+        let book = &t.book;
         for inc in victims {
             for key in &inc.alerts {
                 if let Some(state) = self.get_alert_state(key)?
@@ -310,7 +300,7 @@ impl Book for StoreBook<'_> {
     ) -> Result<Option<Incident>, StoreError> {
         match self
             .store
-            .inner
+            .trees()
             .book
             .groups
             .get(group_key(name, instance))?
@@ -332,7 +322,7 @@ impl Book for StoreBook<'_> {
 
     fn save_alert(&mut self, state: &AlertState) -> Result<(), StoreError> {
         self.store
-            .inner
+            .writing()
             .book
             .alerts
             .insert(state.key.as_bytes(), encode(state)?)?;
@@ -340,7 +330,8 @@ impl Book for StoreBook<'_> {
     }
 
     fn save_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
-        let book = &self.store.inner.book;
+        let t = self.store.writing();
+        let book = &t.book;
         book.incidents
             .insert(incident.id.as_bytes(), encode(incident)?)?;
         book.groups.insert(
@@ -364,7 +355,7 @@ fn delivered(store: &Store, delivery: &str) -> Result<bool, StoreError> {
         .unwrap_or(true);
     Ok(stale
         || store
-            .inner
+            .trees()
             .book
             .deliveries
             .contains_key(delivery.as_bytes())?)
@@ -448,4 +439,17 @@ pub fn change_counts(counts: &HashMap<Change, usize>) -> serde_json::Value {
         );
     }
     serde_json::Value::Object(map)
+}
+
+/// Forgets that `run_id` was started for each of `incident_ids` (the run
+/// is being deleted, under `t`'s write gate).
+pub(super) fn remove_incident_runs(
+    t: &super::Trees,
+    incident_ids: &[String],
+    run_id: &str,
+) -> Result<(), StoreError> {
+    for id in incident_ids {
+        t.book.runs.remove(super::index_key(id, run_id))?;
+    }
+    Ok(())
 }

@@ -23,7 +23,7 @@ mod payload_files;
 mod records;
 mod retention;
 
-pub use compact::{Compaction, compact, database_bytes, due_at_start, last_compaction};
+pub use compact::{Compaction, compact, database_bytes, due, last_compaction};
 pub use flights::Flight;
 pub use incidents::{
     DRY_DELIVERY, Delivery, DryBook, IncidentPage, IncidentQuery, StoreBook, change_counts,
@@ -63,6 +63,9 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     pub retention: Duration,
     pub max_runs: u64,
+    /// Compact (at start, and online after pruning) once the database file
+    /// reaches this size and twice what the last compaction left; 0: never.
+    pub compact_above_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -78,6 +81,7 @@ impl From<&crate::config::StoreConfig> for StoreOptions {
             cache_bytes: c.cache_mb * 1024 * 1024,
             retention: c.retention,
             max_runs: c.max_runs,
+            compact_above_bytes: c.compact_above_mb.saturating_mul(1024 * 1024),
         }
     }
 }
@@ -109,6 +113,30 @@ pub struct Store {
 }
 
 struct Inner {
+    /// The database and its trees; an online compaction swaps them.
+    trees: arc_swap::ArcSwap<Trees>,
+    /// Held shared by every write, and exclusively by an online compaction
+    /// while it copies and swaps: no write can land in the old database
+    /// after the copy began.
+    writes: std::sync::RwLock<()>,
+    payload_files: payload_files::PayloadFiles,
+    flights: flights::Flights,
+    run_count: AtomicU64,
+    options: StoreOptions,
+    /// Live retention limits (config reload changes them).
+    retention_secs: AtomicU64,
+    max_runs: AtomicU64,
+    /// Compact online when the database file passes this (0: never).
+    compact_above_bytes: AtomicU64,
+    /// The group-commit flusher, started on first use.
+    flusher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushWaiter>>,
+    path: PathBuf,
+    /// The data dir's lock file, held while the store is open.
+    _lock: std::fs::File,
+}
+
+/// The sled database and its trees: what a compaction replaces, all at once.
+pub(super) struct Trees {
     db: sled::Db,
     runs: sled::Tree,
     stages: sled::Tree,
@@ -117,22 +145,58 @@ struct Inner {
     queue: sled::Tree,
     payloads: sled::Tree,
     intakes: sled::Tree,
-    payload_files: payload_files::PayloadFiles,
     book: incidents::Trees,
-    flights: flights::Flights,
-    run_count: AtomicU64,
-    options: StoreOptions,
-    /// Live retention limits (config reload changes them).
-    retention_secs: AtomicU64,
-    max_runs: AtomicU64,
-    /// The group-commit flusher, started on first use.
-    flusher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushWaiter>>,
-    path: PathBuf,
-    /// The data dir's lock file, held while the store is open.
-    _lock: std::fs::File,
+}
+
+impl Trees {
+    fn open(db: sled::Db) -> Result<Trees, sled::Error> {
+        Ok(Trees {
+            runs: db.open_tree("runs")?,
+            stages: db.open_tree("stages")?,
+            by_status: db.open_tree("runs_by_status")?,
+            by_definition: db.open_tree("runs_by_definition")?,
+            queue: db.open_tree("queue")?,
+            payloads: db.open_tree("payloads")?,
+            intakes: db.open_tree("intakes")?,
+            book: incidents::Trees::open(&db)?,
+            db,
+        })
+    }
+}
+
+/// The trees, with the write gate held shared for as long as this lives.
+pub(super) struct Writing<'a> {
+    trees: Arc<Trees>,
+    _gate: std::sync::RwLockReadGuard<'a, ()>,
+}
+
+impl std::ops::Deref for Writing<'_> {
+    type Target = Trees;
+    fn deref(&self) -> &Trees {
+        &self.trees
+    }
 }
 
 impl Store {
+    /// The current trees, for reading.
+    fn trees(&self) -> Arc<Trees> {
+        self.inner.trees.load_full()
+    }
+
+    /// The current trees, for writing: a compaction waits until this is
+    /// dropped. Never held by a caller of another `writing`.
+    fn writing(&self) -> Writing<'_> {
+        let gate = self
+            .inner
+            .writes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Writing {
+            trees: self.inner.trees.load_full(),
+            _gate: gate,
+        }
+    }
+
     /// Opens (or creates) the store in `dir`. A second process on the same
     /// dir gets [`StoreError::InUse`].
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
@@ -143,10 +207,9 @@ impl Store {
         let lock = compact::lock(dir)?;
         compact::finish_interrupted(dir)
             .map_err(|e| open_err(format!("recovering an interrupted compaction: {e}")))?;
-        let db = open_db(dir, &dir.join("db"), options.cache_bytes)?;
-        let runs = db.open_tree("runs")?;
-        let run_count = AtomicU64::new(runs.len() as u64);
-        let payloads = db.open_tree("payloads")?;
+        let trees = Trees::open(open_db(dir, &dir.join("db"), options.cache_bytes)?)?;
+        let run_count = AtomicU64::new(trees.runs.len() as u64);
+        let payloads = &trees.payloads;
         let payload_files =
             payload_files::PayloadFiles::open(dir).map_err(|e| open_err(e.to_string()))?;
         // Files written just before a crash, whose run never reached disk.
@@ -158,18 +221,12 @@ impl Store {
         }
         Ok(Store {
             inner: Arc::new(Inner {
-                stages: db.open_tree("stages")?,
-                by_status: db.open_tree("runs_by_status")?,
-                by_definition: db.open_tree("runs_by_definition")?,
-                queue: db.open_tree("queue")?,
-                payloads,
+                trees: arc_swap::ArcSwap::from_pointee(trees),
+                writes: std::sync::RwLock::new(()),
                 payload_files,
-                intakes: db.open_tree("intakes")?,
-                book: incidents::Trees::open(&db)?,
                 flights: flights::Flights::default(),
-                runs,
-                db,
                 run_count,
+                compact_above_bytes: AtomicU64::new(options.compact_above_bytes),
                 retention_secs: AtomicU64::new(options.retention.as_secs()),
                 max_runs: AtomicU64::new(options.max_runs),
                 flusher: std::sync::OnceLock::new(),
@@ -184,12 +241,16 @@ impl Store {
         &self.inner.path
     }
 
-    /// Changes retention and `max_runs` (from a reloaded config).
-    pub fn set_limits(&self, retention: Duration, max_runs: u64) {
+    /// Changes retention, `max_runs` and the compaction threshold (from a
+    /// reloaded config).
+    pub fn set_limits(&self, retention: Duration, max_runs: u64, compact_above_bytes: u64) {
         self.inner
             .retention_secs
             .store(retention.as_secs(), Ordering::Relaxed);
         self.inner.max_runs.store(max_runs, Ordering::Relaxed);
+        self.inner
+            .compact_above_bytes
+            .store(compact_above_bytes, Ordering::Relaxed);
     }
 
     pub fn options(&self) -> &StoreOptions {
@@ -199,8 +260,9 @@ impl Store {
     /// Writes a run (new or updated) and keeps its indexes in step.
     pub fn put_run(&self, run: &PipelineRun) -> Result<(), StoreError> {
         let inner = &*self.inner;
+        let t = self.writing();
         let bytes = encode(run)?;
-        let old = inner.runs.insert(run.run_id.as_bytes(), bytes)?;
+        let old = t.runs.insert(run.run_id.as_bytes(), bytes)?;
         // Only the old status matters here; read just that field.
         #[derive(serde::Deserialize)]
         struct StatusOnly {
@@ -213,27 +275,23 @@ impl Store {
             None => {
                 inner.run_count.fetch_add(1, Ordering::Relaxed);
                 if let Some(text) = run.payload.text() {
-                    self.put_payload(&run.run_id, text)?;
+                    self.put_payload(&t, &run.run_id, text)?;
                 }
                 if let Some(intake) = &run.intake {
-                    inner
-                        .intakes
+                    t.intakes
                         .insert(run.run_id.as_bytes(), encode(intake.as_ref())?)?;
                 }
-                inner
-                    .by_definition
+                t.by_definition
                     .insert(index_key(&run.definition, &run.run_id), &[])?;
                 None
             }
         };
         if old_status != Some(run.status) {
             if let Some(status) = old_status {
-                inner
-                    .by_status
+                t.by_status
                     .remove(index_key(status.as_str(), &run.run_id))?;
             }
-            inner
-                .by_status
+            t.by_status
                 .insert(index_key(run.status.as_str(), &run.run_id), &[])?;
         }
         Ok(())
@@ -241,10 +299,10 @@ impl Store {
 
     /// Stores a new run's payload: in the `payloads` tree, or as a synced
     /// file when large.
-    fn put_payload(&self, run_id: &str, text: &str) -> Result<(), StoreError> {
+    fn put_payload(&self, t: &Trees, run_id: &str, text: &str) -> Result<(), StoreError> {
         let inner = &*self.inner;
         if text.len() < payload_files::LARGE_PAYLOAD_BYTES {
-            inner.payloads.insert(run_id.as_bytes(), text.as_bytes())?;
+            t.payloads.insert(run_id.as_bytes(), text.as_bytes())?;
             return Ok(());
         }
         inner
@@ -254,15 +312,14 @@ impl Store {
                 run_id: run_id.to_string(),
                 source,
             })?;
-        inner
-            .payloads
+        t.payloads
             .insert(run_id.as_bytes(), payload_files::IN_FILE)?;
         Ok(())
     }
 
     fn get_payload(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         let inner = &*self.inner;
-        let Some(bytes) = inner.payloads.get(run_id.as_bytes())? else {
+        let Some(bytes) = self.trees().payloads.get(run_id.as_bytes())? else {
             return Ok(None);
         };
         if bytes.as_ref() == payload_files::IN_FILE {
@@ -292,7 +349,7 @@ impl Store {
         if let Some(text) = self.get_payload(run_id)? {
             run.payload = crate::payload::Payload::from_json_text(text);
         }
-        if let Some(bytes) = self.inner.intakes.get(run_id.as_bytes())? {
+        if let Some(bytes) = self.trees().intakes.get(run_id.as_bytes())? {
             run.intake = Some(std::sync::Arc::new(decode(run_id, &bytes)?));
         }
         Ok(Some(run))
@@ -300,14 +357,14 @@ impl Store {
 
     /// A run without its payload.
     fn get_record(&self, run_id: &str) -> Result<Option<PipelineRun>, StoreError> {
-        match self.inner.runs.get(run_id.as_bytes())? {
+        match self.trees().runs.get(run_id.as_bytes())? {
             Some(bytes) => Ok(Some(decode(run_id, &bytes)?)),
             None => Ok(None),
         }
     }
 
     pub fn put_stage(&self, stage: &StageExecution) -> Result<(), StoreError> {
-        self.inner
+        self.writing()
             .stages
             .insert(stage_key(&stage.run_id, stage.seq), encode(stage)?)?;
         Ok(())
@@ -317,7 +374,7 @@ impl Store {
     pub fn stages(&self, run_id: &str) -> Result<Vec<StageExecution>, StoreError> {
         let mut prefix = run_id.as_bytes().to_vec();
         prefix.push(b':');
-        self.inner
+        self.trees()
             .stages
             .scan_prefix(prefix)
             .map(|item| {
@@ -329,7 +386,7 @@ impl Store {
 
     /// Runs newest first, filtered, one page at a time.
     pub fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
-        let inner = &*self.inner;
+        let inner = self.trees();
         let limit = query.limit.max(1);
         let since_ms = query.since.map(|t| t.timestamp_millis().max(0) as u64);
         // Pick the narrowest index the filter allows.
@@ -376,17 +433,18 @@ impl Store {
     /// Removes a run with its stages and index entries.
     pub fn delete_run(&self, run_id: &str) -> Result<bool, StoreError> {
         let inner = &*self.inner;
-        let Some(bytes) = inner.runs.remove(run_id.as_bytes())? else {
+        let t = self.writing();
+        let Some(bytes) = t.runs.remove(run_id.as_bytes())? else {
             return Ok(false);
         };
         inner.run_count.fetch_sub(1, Ordering::Relaxed);
-        if let Some(old) = inner.payloads.remove(run_id.as_bytes())?
+        if let Some(old) = t.payloads.remove(run_id.as_bytes())?
             && old.as_ref() == payload_files::IN_FILE
             && let Err(e) = inner.payload_files.remove(run_id)
         {
             tracing::warn!(run_id, error = %e, "could not remove a payload file");
         }
-        if let Some(intake) = inner.intakes.remove(run_id.as_bytes())? {
+        if let Some(intake) = t.intakes.remove(run_id.as_bytes())? {
             // The incidents' run indexes point at this run: without this,
             // a long-lived (flapping) incident's index grows by one dead
             // entry per run for as long as the incident lives.
@@ -396,50 +454,46 @@ impl Store {
                 incident_ids: Vec<String>,
             }
             if let Ok(ids) = decode::<IncidentIds>(run_id, &intake) {
-                self.remove_incident_runs(&ids.incident_ids, run_id)?;
+                incidents::remove_incident_runs(&t, &ids.incident_ids, run_id)?;
             }
         }
         if let Ok(run) = decode::<IndexedFields>(run_id, &bytes) {
-            inner
-                .by_status
-                .remove(index_key(run.status.as_str(), run_id))?;
-            inner
-                .by_definition
-                .remove(index_key(&run.definition, run_id))?;
+            t.by_status.remove(index_key(run.status.as_str(), run_id))?;
+            t.by_definition.remove(index_key(&run.definition, run_id))?;
         }
         let mut prefix = run_id.as_bytes().to_vec();
         prefix.push(b':');
         let mut batch = sled::Batch::default();
-        for key in inner.stages.scan_prefix(prefix).keys() {
+        for key in t.stages.scan_prefix(prefix).keys() {
             batch.remove(key?);
         }
-        inner.stages.apply_batch(batch)?;
+        t.stages.apply_batch(batch)?;
         Ok(true)
     }
 
     /// Records that a run is waiting for a worker.
     pub fn put_job(&self, job: &Job) -> Result<(), StoreError> {
-        self.inner
+        self.writing()
             .queue
             .insert(job.run_id.as_bytes(), encode(job)?)?;
         Ok(())
     }
 
     pub fn jobs_get(&self, run_id: &str) -> Result<Option<Job>, StoreError> {
-        match self.inner.queue.get(run_id.as_bytes())? {
+        match self.trees().queue.get(run_id.as_bytes())? {
             Some(bytes) => Ok(Some(decode(run_id, &bytes)?)),
             None => Ok(None),
         }
     }
 
     pub fn remove_job(&self, run_id: &str) -> Result<(), StoreError> {
-        self.inner.queue.remove(run_id.as_bytes())?;
+        self.writing().queue.remove(run_id.as_bytes())?;
         Ok(())
     }
 
     /// Every waiting job, oldest first.
     pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
-        self.inner
+        self.trees()
             .queue
             .iter()
             .map(|item| {
@@ -455,12 +509,13 @@ impl Store {
 
     /// Makes every write so far durable on disk.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
+        self.trees().db.flush()?;
         Ok(())
     }
 
     pub async fn flush_async(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
+        let db = self.trees().db.clone();
+        db.flush_async().await?;
         Ok(())
     }
 
@@ -471,7 +526,7 @@ impl Store {
     pub async fn flush_grouped(&self) -> Result<(), StoreError> {
         let sender = self.inner.flusher.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(group_flusher(self.inner.db.clone(), rx));
+            tokio::spawn(group_flusher(Arc::downgrade(&self.inner), rx));
             tx
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -501,7 +556,7 @@ impl Store {
         let mut excess = self
             .run_count()
             .saturating_sub(inner.max_runs.load(Ordering::Relaxed));
-        for item in inner.runs.iter() {
+        for item in self.trees().runs.iter() {
             if victims.len() >= batch {
                 break;
             }
@@ -546,13 +601,20 @@ struct IndexedFields {
 type FlushWaiter = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 /// One flush for every waiter that arrived while the previous one ran.
-async fn group_flusher(db: sled::Db, mut rx: tokio::sync::mpsc::UnboundedReceiver<FlushWaiter>) {
+/// It holds the store weakly, and flushes whichever database is current
+/// (a compaction may have swapped it since the last flush).
+async fn group_flusher(
+    inner: std::sync::Weak<Inner>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<FlushWaiter>,
+) {
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
-        let db = db.clone();
+        let Some(db) = inner.upgrade().map(|i| i.trees.load().db.clone()) else {
+            return;
+        };
         let result = match tokio::task::spawn_blocking(move || db.flush()).await {
             Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),

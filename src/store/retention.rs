@@ -1,7 +1,9 @@
 //! Background pruning: every minute, delete what is past `retention` or
 //! beyond `max_runs`, in small batches so that no single pass holds up the
 //! writers for long, and so that shutdown never waits for more than one
-//! batch (a backlog after a storm can take minutes to prune).
+//! batch (a backlog after a storm can take minutes to prune). After a pass,
+//! compact the store if its file has outgrown `[store] compact_above_mb`
+//! (sled does not give the space back by itself; see [`super::compact`]).
 
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -22,7 +24,11 @@ pub fn spawn_pruner(store: Store, mut stop: watch::Receiver<bool>) -> tokio::tas
             let pass = store.clone();
             let flag = stopping.clone();
             let mut work = tokio::task::spawn_blocking(move || {
-                prune_all(&pass, Utc::now(), BATCH, || flag.load(Ordering::Relaxed))
+                let pruned = prune_all(&pass, Utc::now(), BATCH, || flag.load(Ordering::Relaxed));
+                if !flag.load(Ordering::Relaxed) {
+                    compact_if_due(&pass);
+                }
+                pruned
             });
             let outcome = tokio::select! {
                 outcome = &mut work => outcome,
@@ -49,6 +55,22 @@ pub fn spawn_pruner(store: Store, mut stop: watch::Receiver<bool>) -> tokio::tas
             }
         }
     })
+}
+
+/// Compacts the store online when its file has outgrown
+/// `[store] compact_above_mb` (writes wait meanwhile), and says so.
+fn compact_if_due(store: &Store) {
+    match store.compact_if_due() {
+        None => {}
+        Some(Ok(done)) => tracing::info!(
+            before_bytes = done.before_bytes,
+            after_bytes = done.after_bytes,
+            records = done.records,
+            took_ms = done.took.as_millis() as u64,
+            "store compacted"
+        ),
+        Some(Err(e)) => tracing::error!(error = %e, "compaction failed; the store is unchanged"),
+    }
 }
 
 /// Resolves once `stop` is true (or its sender is gone).
