@@ -5,6 +5,7 @@
 #
 #   bash benches/soak.sh                       # 100/s for 10 min
 #   RATE=20 SECONDS_TOTAL=3600 bash benches/soak.sh
+#   COMPACT_MB=256 bash benches/soak.sh        # with online compaction
 #
 # The alerts are a fixed set of N (default 1000) that cycle firing ->
 # resolved -> firing, so incidents and alert states stay bounded; with
@@ -18,7 +19,9 @@ N=${N:-1000}
 
 source benches/lib.sh
 prepare
-printf '[store]\nmax_runs = 20000\nretention = "1min"\ncompact_at_start_mb = 0\n' >> "$work/config.toml"
+# COMPACT_MB=256: let herald compact online past 256 MiB (default: never,
+# to show the growth).
+printf '[store]\nmax_runs = 20000\nretention = "1min"\ncompact_above_mb = %s\n' "${COMPACT_MB:-0}" >> "$work/config.toml"
 start_herald
 echo "soak: $RATE webhooks/s for $SECONDS_TOTAL s over $N alerts"
 
@@ -30,21 +33,23 @@ firing = open(fixture).read()
 resolved = firing.replace('"status":"firing"', '"status":"resolved"')
 conn = http.client.HTTPConnection(u.hostname, u.port)
 tag = random.randint(1, 10**9)
-start, sent, refused = time.time(), 0, 0
+start, sent, refused, slowest = time.time(), 0, 0, 0.0
 while time.time() - start < total:
     k = sent % n
     body = resolved if (sent // n) % 2 else firing
     alert = f"{tag}-{k}"
     body = body.replace("4e70aa3763bd0be1", alert).replace("db-server-01", "db-" + alert)
+    asked = time.time()
     conn.request("POST", "/alerts/webhook/alertmanager/", body, {"Content-Type": "application/json"})
     r = conn.getresponse()
     r.read()
+    slowest = max(slowest, time.time() - asked)
     refused += r.status != 202
     sent += 1
     pause = start + sent / rate - time.time()
     if pause > 0:
         time.sleep(pause)
-print(f"sent {sent}, not 202: {refused}, in {time.time() - start:.0f} s")
+print(f"sent {sent}, not 202: {refused}, in {time.time() - start:.0f} s; slowest answer {slowest * 1000:.0f} ms")
 PY
 client=$!
 elapsed=0

@@ -58,7 +58,7 @@ enum Command {
     /// Run the daemon until SIGTERM or SIGINT.
     ///
     /// Opens the store (holding the data dir; compacting it first when its
-    /// file has passed `[store] compact_at_start_mb`), loads and watches the
+    /// file has passed `[store] compact_above_mb`), loads and watches the
     /// definitions and the config, and serves the HTTP API, the queue's
     /// workers, the schedules, host sampling and retention pruning.
     Serve {

@@ -10,8 +10,10 @@
 //!
 //! The cure is a copy: every tree, record by record, into a new database,
 //! which then replaces the old one. It runs with the store closed (the data
-//! dir's lock held), either from `herald store compact` or at daemon start
-//! when the file has grown past `[store] compact_at_start_mb`.
+//! dir's lock held) from `herald store compact` or at daemon start, or on
+//! the open store ([`super::Store::compact_online`]) with writes held back
+//! by the store's write gate; the daemon does either when the file has
+//! grown past `[store] compact_above_mb`.
 //!
 //! Every step leaves a state a crash can be recovered from, and
 //! [`finish_interrupted`] (run by every opener, under the lock) does so:
