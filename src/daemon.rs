@@ -383,8 +383,7 @@ fn herald_intake_writer() -> Result<crate::intake_writer::IntakeWriter, DaemonEr
 /// compaction leaves the original in place, and herald starts on it.
 async fn compact_if_due(config: &Config, options: &StoreOptions) {
     let dir = config.data_dir.clone();
-    let threshold = config.store.compact_above_mb.saturating_mul(1024 * 1024);
-    if !crate::store::due(&dir, threshold) {
+    if !crate::store::due(&dir, options.compact_above_bytes) {
         return;
     }
     tracing::info!(
@@ -393,13 +392,7 @@ async fn compact_if_due(config: &Config, options: &StoreOptions) {
     );
     let options = options.clone();
     match tokio::task::spawn_blocking(move || crate::store::compact(&dir, &options)).await {
-        Ok(Ok(done)) => tracing::info!(
-            before_bytes = done.before_bytes,
-            after_bytes = done.after_bytes,
-            records = done.records,
-            took_ms = done.took.as_millis() as u64,
-            "store compacted"
-        ),
+        Ok(Ok(done)) => done.log(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "compaction failed; starting on the store as it is")
         }

@@ -44,6 +44,19 @@ pub struct Compaction {
     pub took: Duration,
 }
 
+impl Compaction {
+    /// Says what was done, in the log.
+    pub fn log(&self) {
+        tracing::info!(
+            before_bytes = self.before_bytes,
+            after_bytes = self.after_bytes,
+            records = self.records,
+            took_ms = self.took.as_millis() as u64,
+            "store compacted"
+        );
+    }
+}
+
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
@@ -217,7 +230,9 @@ impl super::Store {
             Err(e) => {
                 // Put the original back under its name before any write
                 // reaches it again: the next start must not prefer the copy.
-                remove_dir(&p.db)
+                // Renames only (the copy becomes an unfinished one, which
+                // the next open removes): nothing half-deleted is left.
+                rename(&p.db, &p.compacting)
                     .and_then(|()| rename(&p.old, &p.db))
                     .and_then(|()| sync_dir(&dir))
                     .map_err(|undo| step_err(&dir, "putting the original back", undo))?;

@@ -11,10 +11,16 @@
 //! - `payloads`, `intakes`: run id → the inbound payload text, and what its
 //!   alerts did to incidents: written once, kept out of the run record,
 //!   which is rewritten at every stage. A payload of 1 MiB or more is a
-//!   file in `payloads/` instead ([`payload_files`]).
+//!   file in `payloads/` instead (module `payload_files`).
 //! - `queue`: run id → [`Job`]: runs accepted and not yet finished. A job is
 //!   written before its run record, so a crash between the two leaves a job
 //!   without a run (dropped at startup), never a run nobody will execute.
+//!
+//! The database and its trees (`Trees`) sit behind one swappable handle,
+//! and every write holds a shared gate: that is what lets a compaction
+//! ([`Store::compact_online`]) replace the database under a running daemon
+//! without losing a write. Reads take the handle only; writes take
+//! `Store::writing`, once per operation.
 
 mod compact;
 mod flights;

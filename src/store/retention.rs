@@ -62,13 +62,7 @@ pub fn spawn_pruner(store: Store, mut stop: watch::Receiver<bool>) -> tokio::tas
 fn compact_if_due(store: &Store) {
     match store.compact_if_due() {
         None => {}
-        Some(Ok(done)) => tracing::info!(
-            before_bytes = done.before_bytes,
-            after_bytes = done.after_bytes,
-            records = done.records,
-            took_ms = done.took.as_millis() as u64,
-            "store compacted"
-        ),
+        Some(Ok(done)) => done.log(),
         Some(Err(e)) => tracing::error!(error = %e, "compaction failed; the store is unchanged"),
     }
 }
