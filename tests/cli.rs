@@ -431,6 +431,13 @@ fn serve_answers_the_cli_and_exits_0_on_sigterm() {
     );
     // Compaction needs the store closed, and says so.
     assert_clean_error(&ws.herald(&["store", "compact"]), "is in use");
+    // And a store: a mistyped data dir is not created and "compacted".
+    let nowhere = ws.dir.path().join("no-such-dir");
+    assert_clean_error(
+        &ws.herald(&["--data-dir", nowhere.to_str().unwrap(), "store", "compact"]),
+        "there is no store here to compact",
+    );
+    assert!(!nowhere.exists());
 
     assert_eq!(send_sigterm_and_wait(&mut serve), Some(0));
     // The data dir is free again.

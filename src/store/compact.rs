@@ -192,9 +192,19 @@ fn step_err(dir: &Path, step: &str, e: std::io::Error) -> StoreError {
 /// otherwise). On any error the original database is left in place.
 pub fn compact(dir: &Path, options: &StoreOptions) -> Result<Compaction, StoreError> {
     let started = Instant::now();
+    let missing = || StoreError::Open {
+        path: dir.to_path_buf(),
+        message: "there is no store here to compact".into(),
+    };
+    if !dir.is_dir() {
+        return Err(missing());
+    }
     let _lock = lock(dir)?;
     finish_interrupted(dir).map_err(|e| step_err(dir, "recovering an earlier compaction", e))?;
     let p = Paths::new(dir);
+    if !p.db.is_dir() {
+        return Err(missing());
+    }
     let before_bytes = database_bytes(dir);
     let old = super::open_db(dir, &p.db, options.cache_bytes)?;
     let records = copy_and_seal(dir, &old, options.cache_bytes)?;
