@@ -848,6 +848,13 @@ async fn metrics_count_runs_webhooks_and_requests() {
     ] {
         assert!(text.contains(needle), "{needle} not in\n{text}");
     }
+    // The size of sled's file, read at each scrape.
+    let bytes: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_store_database_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no herald_store_database_bytes in\n{text}"));
+    assert!(bytes > 0);
 }
 
 #[tokio::test]
