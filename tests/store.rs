@@ -395,16 +395,9 @@ fn a_large_payload_lives_in_a_file_that_goes_with_its_run() {
 #[test]
 fn pruning_goes_on_until_nothing_expired_is_left() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        retention: Duration::from_secs(3600),
-        ..StoreOptions::default()
-    };
-    let store = Store::open(dir.path(), options).unwrap();
+    let store = store_with_expired_runs(dir.path(), 50);
     let old_ms = (Utc::now() - ChronoDuration::hours(2)).timestamp_millis() as u64;
     for i in 0..50 {
-        store
-            .put_run(&run_at(old_ms + i, "d", RunStatus::Notified))
-            .unwrap();
         let id = ulid::Ulid::from_parts(old_ms + i, i as u128).to_string();
         store
             .put_delivery(&herald::store::Delivery {
