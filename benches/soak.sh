@@ -8,9 +8,11 @@
 #   COMPACT_MB=256 bash benches/soak.sh        # with online compaction
 #
 # The alerts are a fixed set of N (default 1000) that cycle firing ->
-# resolved -> firing, so incidents and alert states stay bounded; with
+# resolved -> firing, so incidents and alert states stay bounded (N=100:
+# each alert flaps every second, and its history fills up); with
 # retention = "1min" and max_runs = 20000 runs and deliveries do too. One
-# keep-alive connection from a Python client paces the requests.
+# keep-alive connection from a Python client paces the requests. "written" is
+# what herald has written to disk so far (write_bytes in /proc/<pid>/io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE=${RATE:-100}
@@ -57,8 +59,9 @@ while kill -0 "$client" 2>/dev/null; do
     sleep 30
     elapsed=$((elapsed + 30))
     kill -0 "$client" 2>/dev/null || break
-    printf '%5d s  RSS %s  database file %d MB\n' "$elapsed" "$(rss)" \
-        $(( $(stat -c %s "$work/data/db/db") / 1048576 ))
+    written=$(awk '/^write_bytes/ {print $2}' "/proc/$pid/io")
+    printf '%5d s  RSS %s  written %d MB  database file %d MB\n' "$elapsed" "$(rss)" \
+        $(( written / 1048576 )) $(( $(stat -c %s "$work/data/db/db") / 1048576 ))
 done
 wait "$client"
 echo "end: RSS $(rss), database file $(( $(stat -c %s "$work/data/db/db") / 1048576 )) MB"

@@ -249,7 +249,11 @@ pub fn incident_detail(store: &Store, id: &str) -> Result<Option<Value>, StoreEr
     let mut alerts = Vec::new();
     for key in &incident.alerts {
         if let Some(state) = store.get_alert_state(key)? {
-            alerts.push(state);
+            let history = store.alert_history(&state)?;
+            let mut shown = json!(state);
+            shown["history"] = json!(history);
+            forget_chunks(&mut shown);
+            alerts.push(shown);
         }
     }
     let mut runs = Vec::new();
@@ -260,8 +264,18 @@ pub fn incident_detail(store: &Store, id: &str) -> Result<Option<Value>, StoreEr
                              "status": run.status, "created_at": run.created_at}));
         }
     }
+    let history = store.incident_history(&incident)?;
     let mut out = json!(incident);
+    out["history"] = json!(history);
+    forget_chunks(&mut out);
     out["alerts"] = json!(alerts);
     out["runs"] = json!(runs);
     Ok(Some(out))
+}
+
+/// Where the store keeps older history is its own business.
+fn forget_chunks(shown: &mut Value) {
+    if let Some(fields) = shown.as_object_mut() {
+        fields.remove("history_chunks");
+    }
 }

@@ -71,6 +71,12 @@ async fn dedup_resolve_refire_and_hosts() {
         open.body["results"][0]["title"],
         "DiskSpaceLow on db-server-01"
     );
+    // A listing carries no history; the detail does.
+    assert!(
+        open.body["results"][0].get("history").is_none(),
+        "{:#}",
+        open.body
+    );
 
     // Resolved: closes the alert and the incident, and runs again.
     let resolved = webhook(
@@ -94,6 +100,13 @@ async fn dedup_resolve_refire_and_hosts() {
         .map(|h| h["change"].as_str().unwrap())
         .collect();
     assert_eq!(changes, ["opened", "closed"]);
+    let events: Vec<&str> = detail.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["opened", "closed"]);
     assert_eq!(
         detail.body["runs"].as_array().unwrap().len(),
         2,

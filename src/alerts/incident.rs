@@ -109,7 +109,14 @@ pub struct AlertState {
     pub last_change: Change,
     /// The delivery that made the last change.
     pub delivery: String,
+    /// Its transitions, newest last: in a stored record only the latest
+    /// few; the store keeps the older ones apart (see `history_chunks`).
     pub history: Vec<Transition>,
+    /// How many chunks of older history the store has moved out of the
+    /// record ([`crate::store`] module `history`), so that a change does not
+    /// rewrite the whole history. Zero for a state never stored.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_chunks: u32,
 }
 
 /// One change of one alert.
@@ -139,7 +146,19 @@ pub struct Incident {
     pub firing: BTreeSet<String>,
     /// Keys of every alert that joined it.
     pub alerts: BTreeSet<String>,
+    /// Its events, newest last: in a stored record only the latest few;
+    /// the store keeps the older ones apart (see `history_chunks`). Empty
+    /// in a listing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<IncidentEvent>,
+    /// How many chunks of older history the store has moved out of the
+    /// record (see [`AlertState::history_chunks`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_chunks: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +189,7 @@ impl Incident {
             firing: BTreeSet::new(),
             alerts: BTreeSet::new(),
             history: Vec::new(),
+            history_chunks: 0,
         }
     }
 
@@ -338,6 +358,7 @@ pub fn apply<B: Book>(
         last_change: change,
         delivery: delivery.to_string(),
         history,
+        history_chunks: prev.as_ref().map_or(0, |p| p.history_chunks),
         alert,
     };
     book.save_alert(&state)?;

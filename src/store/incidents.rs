@@ -9,10 +9,15 @@
 //!   incident; one small insert per run, never a rewrite of the incident.
 //! - `deliveries`: delivery id (ULID) → [`Delivery`]: written after the runs
 //!   a webhook started, so its presence says they are durable.
+//! - `history`: the older part of incidents' and alerts' histories, in
+//!   chunks (module `history`).
 
+use super::history::{self, Owner};
 use super::{Store, StoreError, decode, encode};
 use crate::alerts::Severity;
-use crate::alerts::incident::{AlertState, Book, Change, Incident, IncidentStatus};
+use crate::alerts::incident::{
+    AlertState, Book, Change, Incident, IncidentEvent, IncidentStatus, Transition,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -53,6 +58,7 @@ pub(super) struct Trees {
     pub groups: sled::Tree,
     pub runs: sled::Tree,
     pub deliveries: sled::Tree,
+    pub history: sled::Tree,
 }
 
 impl Trees {
@@ -63,6 +69,7 @@ impl Trees {
             groups: db.open_tree("incident_groups")?,
             runs: db.open_tree("incident_runs")?,
             deliveries: db.open_tree("deliveries")?,
+            history: db.open_tree("history")?,
         })
     }
 }
@@ -102,6 +109,30 @@ impl Store {
             Some(bytes) => Ok(Some(decode(key, &bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// An incident's whole history (its last
+    /// [`INCIDENT_HISTORY`](crate::alerts::incident::INCIDENT_HISTORY)
+    /// events, oldest first): what is kept apart, then what is in the record.
+    pub fn incident_history(&self, incident: &Incident) -> Result<Vec<IncidentEvent>, StoreError> {
+        history::read(
+            &self.trees().book.history,
+            Owner::Incident(&incident.id),
+            &incident.history,
+            incident.history_chunks,
+        )
+    }
+
+    /// An alert's whole history (its last
+    /// [`ALERT_HISTORY`](crate::alerts::incident::ALERT_HISTORY) transitions,
+    /// oldest first).
+    pub fn alert_history(&self, state: &AlertState) -> Result<Vec<Transition>, StoreError> {
+        history::read(
+            &self.trees().book.history,
+            Owner::Alert(&state.key),
+            &state.history,
+            state.history_chunks,
+        )
     }
 
     pub fn put_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
@@ -176,7 +207,12 @@ impl Store {
                 more = true;
                 break;
             }
-            incidents.push(inc);
+            // A listing carries no history (the detail does).
+            incidents.push(Incident {
+                history: Vec::new(),
+                history_chunks: 0,
+                ..inc
+            });
         }
         let next_cursor = if more {
             incidents.last().map(|i| i.id.clone())
@@ -263,6 +299,7 @@ impl Store {
                     && state.alert.status == crate::alerts::AlertStatus::Resolved
                 {
                     book.alerts.remove(key.as_bytes())?;
+                    history::delete_all(&book.history, Owner::Alert(key), state.history_chunks)?;
                 }
             }
             let group = group_key(&inc.name, inc.instance.as_deref());
@@ -273,6 +310,7 @@ impl Store {
                 book.runs.remove(run?)?;
             }
             book.incidents.remove(inc.id.as_bytes())?;
+            history::delete_all(&book.history, Owner::Incident(&inc.id), inc.history_chunks)?;
         }
         Ok(n)
     }
@@ -321,24 +359,50 @@ impl Book for StoreBook<'_> {
     }
 
     fn save_alert(&mut self, state: &AlertState) -> Result<(), StoreError> {
-        self.store
-            .writing()
-            .book
-            .alerts
-            .insert(state.key.as_bytes(), encode(state)?)?;
-        Ok(())
+        let t = self.store.writing();
+        let book = &t.book;
+        let moved;
+        let (state, stale) = if state.history.len() > history::CHUNK {
+            let mut state = state.clone();
+            let stale = history::spill(
+                &book.history,
+                Owner::Alert(&state.key),
+                &mut state.history,
+                &mut state.history_chunks,
+            )?;
+            moved = state;
+            (&moved, stale)
+        } else {
+            (state, Vec::new())
+        };
+        book.alerts.insert(state.key.as_bytes(), encode(state)?)?;
+        history::delete(&book.history, stale)
     }
 
     fn save_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
         let t = self.store.writing();
         let book = &t.book;
+        let moved;
+        let (incident, stale) = if incident.history.len() > history::CHUNK {
+            let mut incident = incident.clone();
+            let stale = history::spill(
+                &book.history,
+                Owner::Incident(&incident.id),
+                &mut incident.history,
+                &mut incident.history_chunks,
+            )?;
+            moved = incident;
+            (&moved, stale)
+        } else {
+            (incident, Vec::new())
+        };
         book.incidents
             .insert(incident.id.as_bytes(), encode(incident)?)?;
         book.groups.insert(
             group_key(&incident.name, incident.instance.as_deref()),
             incident.id.as_bytes(),
         )?;
-        Ok(())
+        history::delete(&book.history, stale)
     }
 
     fn new_incident_id(&mut self) -> String {
@@ -452,4 +516,123 @@ pub(super) fn remove_incident_runs(
         t.book.runs.remove(super::index_key(id, run_id))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::incident::{ALERT_HISTORY, INCIDENT_HISTORY};
+    use crate::intake;
+    use crate::store::StoreOptions;
+    use std::time::Duration;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        (dir, store)
+    }
+
+    /// Sends the alert `Flap` on `h1` with `status`; returns its incident id.
+    fn send(store: &Store, status: &str) -> String {
+        let body = serde_json::json!({"version": "4", "status": status, "alerts": [{
+            "status": status, "labels": {"alertname": "Flap", "instance": "h1"},
+            "startsAt": "2026-11-29T01:00:00Z"}]})
+        .to_string();
+        let received = intake::receive(
+            &mut store.book(),
+            &body,
+            Some("alertmanager"),
+            &[],
+            &intake::new_delivery_id(),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        received.changes[0].incident_id.clone().unwrap()
+    }
+
+    /// Fires and resolves the alert `times` times each.
+    fn flap(store: &Store, times: usize) -> String {
+        let mut id = String::new();
+        for _ in 0..times {
+            id = send(store, "firing");
+            assert_eq!(send(store, "resolved"), id, "re-opened, not a new incident");
+        }
+        id
+    }
+
+    fn changes<T: Serialize>(list: &[T]) -> Vec<String> {
+        list.iter()
+            .map(|e| serde_json::json!(e)["change"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_flapping_alert_keeps_its_whole_history_out_of_its_records() {
+        let (_dir, store) = store();
+        let id = flap(&store, 150); // 300 changes
+        let incident = store.get_incident(&id).unwrap().unwrap();
+        let key = incident.alerts.first().unwrap().clone();
+        let state = store.get_alert_state(&key).unwrap().unwrap();
+        // The records hold a few recent entries, not the history.
+        assert!(incident.history.len() <= history::CHUNK);
+        assert!(state.history.len() <= history::CHUNK);
+        // Read back whole: the newest 200 events and 50 transitions.
+        let events = store.incident_history(&incident).unwrap();
+        let transitions = store.alert_history(&state).unwrap();
+        assert_eq!(events.len(), INCIDENT_HISTORY);
+        assert_eq!(transitions.len(), ALERT_HISTORY);
+        for (list, n) in [
+            (changes(&events), INCIDENT_HISTORY),
+            (changes(&transitions), ALERT_HISTORY),
+        ] {
+            let expected: Vec<&str> = ["reopened", "closed"].repeat(n / 2);
+            assert_eq!(list, expected);
+        }
+        assert!(
+            events.windows(2).all(|w| w[0].at <= w[1].at),
+            "oldest first"
+        );
+        // Only the chunks the caps need are stored.
+        let kept = Owner::Incident(&id).kept_chunks() + Owner::Alert(&key).kept_chunks();
+        assert_eq!(store.trees().book.history.len(), kept as usize);
+    }
+
+    #[test]
+    fn pruning_an_incident_deletes_its_history() {
+        let (_dir, store) = store();
+        let id = flap(&store, 40);
+        assert!(!store.trees().book.history.is_empty());
+        let later = Utc::now() + chrono::Duration::days(400);
+        store.prune(later, 100).unwrap();
+        assert!(store.get_incident(&id).unwrap().is_none());
+        assert_eq!(store.trees().book.history.len(), 0);
+    }
+
+    #[test]
+    fn an_incident_stored_with_its_whole_history_inline_keeps_it() {
+        let (_dir, store) = store();
+        let id = flap(&store, 1);
+        // As a record was written before history moved out: 200 events inline.
+        let mut old = store.get_incident(&id).unwrap().unwrap();
+        let event = old.history[0].clone();
+        old.history = vec![event; INCIDENT_HISTORY];
+        store
+            .trees()
+            .book
+            .incidents
+            .insert(id.as_bytes(), encode(&old).unwrap())
+            .unwrap();
+        assert_eq!(
+            store.incident_history(&old).unwrap().len(),
+            INCIDENT_HISTORY
+        );
+        // The next change moves it out, and nothing is lost.
+        send(&store, "firing");
+        let now = store.get_incident(&id).unwrap().unwrap();
+        assert!(now.history.len() <= history::CHUNK);
+        let events = store.incident_history(&now).unwrap();
+        assert_eq!(events.len(), INCIDENT_HISTORY);
+        assert_eq!(changes(&events[..1]), ["opened"]);
+        assert_eq!(changes(&events[events.len() - 1..]), ["reopened"]);
+    }
 }

@@ -24,6 +24,7 @@
 
 mod compact;
 mod flights;
+mod history;
 mod incidents;
 mod payload_files;
 mod records;
