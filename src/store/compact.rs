@@ -11,8 +11,10 @@
 //! The cure is a copy: every tree, record by record, into a new database,
 //! which then replaces the old one. It runs with the store closed (the data
 //! dir's lock held) from `herald store compact` or at daemon start, or on
-//! the open store ([`super::Store::compact_online`]) with writes held back
-//! by the store's write gate; the daemon does either when the file has
+//! the open store ([`super::Store::compact_online`]): the copy is made
+//! while writes go on, the keys they change are replayed into it (module
+//! `changes`), and writes are held back by the store's write gate only for
+//! the last replay and the swap. The daemon does either when the file has
 //! grown past `[store] compact_above_mb`.
 //!
 //! Every step leaves a state a crash can be recovered from, and
@@ -26,6 +28,7 @@
 //! A crash during 1 leaves `db.compacting/`, which is deleted; after 2 or
 //! during 3, the swap is finished; after 3, `db.old/` is deleted.
 
+use super::changes::{self, Changes};
 use super::{StoreError, StoreOptions};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -42,6 +45,13 @@ pub struct Compaction {
     pub records: u64,
     #[serde(with = "millis")]
     pub took: Duration,
+    /// How long writes waited for it: online, the last replay and the swap;
+    /// offline, all of it (nothing could write).
+    #[serde(default, with = "millis")]
+    pub writes_held: Duration,
+    /// Online: keys written while the copy was made, replayed into it.
+    #[serde(default)]
+    pub replayed: u64,
 }
 
 impl Compaction {
@@ -52,6 +62,8 @@ impl Compaction {
             after_bytes = self.after_bytes,
             records = self.records,
             took_ms = self.took.as_millis() as u64,
+            writes_held_ms = self.writes_held.as_millis() as u64,
+            replayed = self.replayed,
             "store compacted"
         );
     }
@@ -71,6 +83,11 @@ mod millis {
 const RECORD_FILE: &str = "compaction.json";
 /// Records copied per sled batch.
 const COPY_BATCH: usize = 1024;
+/// Online: replays of changed keys made while writes go on, at most, before
+/// the last one (with writes held back).
+const CATCH_UP_ROUNDS: usize = 5;
+/// Online: few enough changed keys to replay with writes held back.
+const SMALL_REPLAY: usize = 2_000;
 
 /// The data dir's paths that compaction moves around.
 struct Paths {
@@ -212,26 +229,55 @@ pub fn compact(dir: &Path, options: &StoreOptions) -> Result<Compaction, StoreEr
     // until the copy has taken its place.
     swap_in(dir)?;
     drop(old);
-    Ok(finish(dir, started, before_bytes, records))
+    let copied = Copied {
+        records,
+        replayed: 0,
+        writes_held: None,
+    };
+    Ok(finish(dir, started, before_bytes, copied))
 }
 
 impl super::Store {
-    /// Compacts the open store: writes wait while the live records are
-    /// copied and the copy is swapped in (seconds for a store of a hundred
-    /// MB); reads go on. On any error the original stays in use.
+    /// Compacts the open store. The live records are copied while writes
+    /// go on; the keys written meanwhile are replayed into the copy, in
+    /// rounds, until few are left; then writes wait while the rest is
+    /// replayed and the copy is swapped in. Reads go on throughout. On any
+    /// error the original stays in use.
     pub fn compact_online(&self) -> Result<Compaction, StoreError> {
         let started = Instant::now();
         let dir = self.path().to_path_buf();
         let cache = self.options().cache_bytes;
         let p = Paths::new(&dir);
-        let gate = self
-            .inner
-            .writes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let hold_writes = || {
+            self.inner
+                .writes
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
         let old = self.inner.trees.load_full();
         let before_bytes = database_bytes(&dir);
-        let records = copy_and_seal(&dir, &old.db, cache)?;
+        // Subscribed while no write is in progress, so none goes unseen.
+        let changes = {
+            let _held = hold_writes();
+            Changes::watch(&old.db)?
+        };
+        let copied = copy_live(&old.db, &changes, &p.compacting, cache);
+        let (new, mut copied) = match copied {
+            Ok(copied) => copied,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&p.compacting);
+                return Err(e);
+            }
+        };
+        let gate = hold_writes();
+        let held_since = Instant::now();
+        let caught_up = catch_up(&old.db, &new, &p.compacting, changes.finish(), &mut copied);
+        drop(new);
+        if let Err(e) = caught_up.and_then(|()| seal(&dir)) {
+            let _ = std::fs::remove_dir_all(&p.compacting);
+            let _ = std::fs::remove_dir_all(&p.compacted);
+            return Err(e);
+        }
         swap_in(&dir)?;
         let reopened = super::open_db(&dir, &p.db, cache)
             .and_then(|db| super::Trees::open(db).map_err(StoreError::from));
@@ -251,8 +297,9 @@ impl super::Store {
         };
         self.inner.trees.store(std::sync::Arc::new(trees));
         drop(gate);
+        copied.writes_held = Some(held_since.elapsed());
         drop(old);
-        Ok(finish(&dir, started, before_bytes, records))
+        Ok(finish(&dir, started, before_bytes, copied))
     }
 
     /// Compacts online when [`due`] says so (the threshold is
@@ -266,22 +313,79 @@ impl super::Store {
     }
 }
 
+/// Online, step 1 while writes go on: the copy at `to`, then the keys
+/// written meanwhile replayed into it, round after round, until a round is
+/// small (or [`CATCH_UP_ROUNDS`] have run).
+fn copy_live(
+    old: &sled::Db,
+    changes: &Changes,
+    to: &Path,
+    cache_bytes: u64,
+) -> Result<(sled::Db, Copied), StoreError> {
+    let new = open_fresh(to, cache_bytes)?;
+    let mut records = copy_trees(old, &new, to)? as i64;
+    let mut replayed = 0;
+    for _ in 0..CATCH_UP_ROUNDS {
+        let round = changes.take();
+        let keys = changes::count(&round);
+        replayed += keys as u64;
+        records += changes::replay(old, &new, round)?;
+        if keys <= SMALL_REPLAY {
+            break;
+        }
+    }
+    let copied = Copied {
+        records: records.max(0) as u64,
+        replayed,
+        writes_held: None,
+    };
+    Ok((new, copied))
+}
+
+/// Online, the end of step 1 with writes held back: the last changed keys
+/// replayed, checked against the original, and the copy flushed.
+fn catch_up(
+    old: &sled::Db,
+    new: &sled::Db,
+    to: &Path,
+    rest: changes::Changed,
+    copied: &mut Copied,
+) -> Result<(), StoreError> {
+    copied.replayed += changes::count(&rest) as u64;
+    let delta = changes::replay(old, new, rest.clone())?;
+    copied.records = copied.records.saturating_add_signed(delta);
+    if !changes::agree(old, new, &rest)? {
+        return Err(StoreError::Open {
+            path: to.to_path_buf(),
+            message: "compaction: the copy differs from the original; the original is kept".into(),
+        });
+    }
+    new.flush()?;
+    Ok(())
+}
+
 /// Steps 1 and 2: the copy in `db.compacting/`, checked and synced, renamed
 /// `db.compacted/`. How many records it holds. On error nothing is left.
 fn copy_and_seal(dir: &Path, old: &sled::Db, cache_bytes: u64) -> Result<u64, StoreError> {
     let p = Paths::new(dir);
-    let sealed = copy_into(old, &p.compacting, cache_bytes).and_then(|records| {
-        sync_dir(&p.compacting)
-            .and_then(|()| rename(&p.compacting, &p.compacted))
-            .and_then(|()| sync_dir(dir))
-            .map_err(|e| step_err(dir, "sealing the copy", e))?;
-        Ok(records)
-    });
+    let sealed = open_fresh(&p.compacting, cache_bytes)
+        .and_then(|new| copy_trees(old, &new, &p.compacting))
+        .and_then(|records| seal(dir).map(|()| records));
     if sealed.is_err() {
         let _ = std::fs::remove_dir_all(&p.compacting);
         let _ = std::fs::remove_dir_all(&p.compacted);
     }
     sealed
+}
+
+/// Step 2: the finished copy in `db.compacting/` (closed) is synced and
+/// renamed `db.compacted/`.
+fn seal(dir: &Path) -> Result<(), StoreError> {
+    let p = Paths::new(dir);
+    sync_dir(&p.compacting)
+        .and_then(|()| rename(&p.compacting, &p.compacted))
+        .and_then(|()| sync_dir(dir))
+        .map_err(|e| step_err(dir, "sealing the copy", e))
 }
 
 /// Step 3: the copy takes the database's place. If the second rename
@@ -297,8 +401,20 @@ fn swap_in(dir: &Path) -> Result<(), StoreError> {
     sync_dir(dir).map_err(|e| step_err(dir, "syncing the data dir", e))
 }
 
+/// What a copy held, and (online) what it replayed and how long writes
+/// waited; `None`: the whole time.
+struct Copied {
+    records: u64,
+    replayed: u64,
+    writes_held: Option<Duration>,
+}
+
+fn millis(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
 /// Step 4, and the record of what was done.
-fn finish(dir: &Path, started: Instant, before_bytes: u64, records: u64) -> Compaction {
+fn finish(dir: &Path, started: Instant, before_bytes: u64, copied: Copied) -> Compaction {
     if let Err(e) = remove_dir(&Paths::new(dir).old) {
         // The copy is in place; the next open removes what is left.
         tracing::warn!(error = %e, "compaction: could not remove the old database");
@@ -307,8 +423,10 @@ fn finish(dir: &Path, started: Instant, before_bytes: u64, records: u64) -> Comp
         at: chrono::Utc::now(),
         before_bytes,
         after_bytes: database_bytes(dir),
-        records,
-        took: Duration::from_millis(started.elapsed().as_millis() as u64),
+        records: copied.records,
+        took: millis(started.elapsed()),
+        writes_held: millis(copied.writes_held.unwrap_or(started.elapsed())),
+        replayed: copied.replayed,
     };
     if let Ok(text) = serde_json::to_vec_pretty(&record) {
         // Only a hint for `due`: losing it costs one needless copy.
@@ -317,22 +435,27 @@ fn finish(dir: &Path, started: Instant, before_bytes: u64, records: u64) -> Comp
     record
 }
 
-/// Copies every tree of `old` into a new database at `to`, checks that the
-/// copy holds the same records (a hash of every tree name, key and value,
-/// taken while copying and again over the copy), and flushes it. How many
-/// records it copied.
-fn copy_into(old: &sled::Db, to: &Path, cache_bytes: u64) -> Result<u64, StoreError> {
+/// A new, empty database at `to` (anything there before is removed), for
+/// a copy.
+fn open_fresh(to: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     if to.exists() {
         std::fs::remove_dir_all(to).map_err(|e| StoreError::Open {
             path: to.to_path_buf(),
             message: e.to_string(),
         })?;
     }
-    let new = sled::Config::new()
+    Ok(sled::Config::new()
         .path(to)
         .cache_capacity(cache_bytes)
         .flush_every_ms(None)
-        .open()?;
+        .open()?)
+}
+
+/// Copies every tree of `old` into `new` (at `to`), checks that the copy
+/// holds what was read (a hash of every tree name, key and value, taken
+/// while copying and again over the copy), and flushes it. How many records
+/// it copied.
+fn copy_trees(old: &sled::Db, new: &sled::Db, to: &Path) -> Result<u64, StoreError> {
     let mut read = Digest::default();
     for name in old.tree_names() {
         read.tree(&name);

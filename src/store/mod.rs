@@ -22,6 +22,7 @@
 //! without losing a write. Reads take the handle only; writes take
 //! `Store::writing`, once per operation.
 
+mod changes;
 mod compact;
 mod flights;
 mod history;
