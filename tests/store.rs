@@ -414,6 +414,43 @@ fn pruning_goes_on_until_nothing_expired_is_left() {
     assert_eq!(store.run_count(), 0);
 }
 
+/// Beyond `max_runs` with a long queue, every run a worker finishes is due
+/// at once: a pass used to go on as long as runs kept finishing (and the
+/// compaction after it never came). It now ends once a batch is not full.
+#[test]
+fn a_pass_ends_while_workers_keep_finishing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_runs: 10,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    // 200 queued runs: over max_runs, but unfinished, so not prunable.
+    let queued: Vec<PipelineRun> = (0..200)
+        .map(|i| PipelineRun {
+            completed_at: None,
+            ..run_at(now_ms() - 10_000 + i, "d", RunStatus::Pending)
+        })
+        .collect();
+    for run in &queued {
+        store.put_run(run).unwrap();
+    }
+    // Between batches, a worker finishes the next run in the queue.
+    let batches = std::cell::Cell::new(0);
+    let pruned = herald::store::prune_all(&store, Utc::now(), 8, || {
+        let n = batches.get();
+        batches.set(n + 1);
+        let mut done = queued[n].clone();
+        done.status = RunStatus::Completed;
+        done.completed_at = Some(Utc::now());
+        store.put_run(&done).unwrap();
+        false
+    })
+    .unwrap();
+    assert!(batches.get() <= 2, "{} batches", batches.get());
+    assert!(pruned >= 1, "the finished run is pruned");
+}
+
 /// `old` expired runs, two hours old, in a store with a one-hour retention.
 fn store_with_expired_runs(dir: &std::path::Path, old: u64) -> Store {
     let options = StoreOptions {

@@ -552,9 +552,15 @@ impl Store {
     }
 
     /// Deletes up to `batch` runs that are past retention or beyond
-    /// `max_runs`, oldest first; unfinished runs are kept until they are past
-    /// retention. Returns how many it deleted.
+    /// `max_runs`, oldest first (unfinished runs are kept until they are
+    /// past retention), and up to `batch` each of old deliveries and
+    /// incidents. Returns how many it deleted.
     pub fn prune(&self, now: DateTime<Utc>, batch: usize) -> Result<usize, StoreError> {
+        Ok(self.prune_batch(now, batch)?.total())
+    }
+
+    /// [`prune`](Self::prune), saying how many of each kind it deleted.
+    pub fn prune_batch(&self, now: DateTime<Utc>, batch: usize) -> Result<Pruned, StoreError> {
         let inner = &*self.inner;
         let retention = Duration::from_secs(inner.retention_secs.load(Ordering::Relaxed));
         let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
@@ -564,7 +570,9 @@ impl Store {
         let mut excess = self
             .run_count()
             .saturating_sub(inner.max_runs.load(Ordering::Relaxed));
-        for item in self.trees().runs.iter() {
+        // Bounded: beyond `max_runs` with a long queue, the oldest runs
+        // are unfinished, and every batch would read them all again.
+        for item in self.trees().runs.iter().take(MAX_RUNS_SCANNED) {
             if victims.len() >= batch {
                 break;
             }
@@ -590,9 +598,35 @@ impl Store {
                 deleted += 1;
             }
         }
-        deleted += self.prune_deliveries(cutoff_ms, batch)?;
-        deleted += self.prune_incidents(cutoff, batch)?;
-        Ok(deleted)
+        Ok(Pruned {
+            runs: deleted,
+            deliveries: self.prune_deliveries(cutoff_ms, batch)?,
+            incidents: self.prune_incidents(cutoff, batch)?,
+        })
+    }
+}
+
+/// Runs read per pruning batch, at most.
+const MAX_RUNS_SCANNED: usize = 10_000;
+
+/// What one pruning batch deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub runs: usize,
+    pub deliveries: usize,
+    pub incidents: usize,
+}
+
+impl Pruned {
+    pub fn total(&self) -> usize {
+        self.runs + self.deliveries + self.incidents
+    }
+
+    /// Whether some kind filled its batch, so more of it may be left.
+    pub fn filled(&self, batch: usize) -> bool {
+        [self.runs, self.deliveries, self.incidents]
+            .iter()
+            .any(|&n| n >= batch)
     }
 }
 

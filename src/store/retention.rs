@@ -72,10 +72,15 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Prunes batch after batch until a batch finds nothing to delete or
-/// `stop` answers true; how many records it deleted. A batch deletes up to
-/// `batch` of each kind (runs, deliveries, incidents), so its total says
-/// nothing about whether more is left: only an empty batch does.
+/// Prunes batch after batch until a batch leaves every kind (runs,
+/// deliveries, incidents) short of a full batch — nothing more is due, or
+/// what is left is new work that the next pass will take — or `stop`
+/// answers true; how many records it deleted.
+///
+/// Why not "until a batch deletes nothing": beyond `max_runs` with a long
+/// queue, every run a worker finishes is due at once, so under steady load
+/// batches never come back empty and the pass (and the compaction after
+/// it) never ended.
 pub fn prune_all(
     store: &Store,
     now: DateTime<Utc>,
@@ -84,9 +89,10 @@ pub fn prune_all(
 ) -> Result<usize, StoreError> {
     let mut total = 0;
     while !stop() {
-        match store.prune(now, batch)? {
-            0 => break,
-            n => total += n,
+        let pruned = store.prune_batch(now, batch)?;
+        total += pruned.total();
+        if !pruned.filled(batch) {
+            break;
         }
     }
     Ok(total)
