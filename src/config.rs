@@ -203,8 +203,9 @@ pub struct StoreConfig {
     pub retention: Duration,
     /// At most this many runs are kept; the oldest go first.
     pub max_runs: u64,
-    /// At start, compact the database when its file has reached this many
-    /// MiB (and twice what the last compaction left); 0 never does.
+    /// Compact the database, at start and online after each pruning pass,
+    /// when its file has reached this many MiB (and twice what the last
+    /// compaction left); 0 never does.
     pub compact_above_mb: u64,
 }
 
