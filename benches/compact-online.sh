@@ -28,16 +28,8 @@ wrk.headers["Content-Type"] = "application/json"
 local f = io.open("$PWD/tests/fixtures/alertmanager-0.25-webhook-firing.json", "r")
 wrk.body = f:read("*a")
 f:close()
-local template = wrk.body
-local counter = 0
-setup = function(thread) thread:set("tid", math.random(1, 1e9)) end
-request = function()
-  counter = counter + 1
-  local id = tid .. "-" .. counter
-  local b = template:gsub("4e70aa3763bd0be1", id):gsub("db%-server%-01", "db-" .. id)
-  return wrk.format(nil, nil, nil, b)
-end
 LUA
+new_alert_per_request "$work/post.lua"
 wrk -t2 -c8 -d"$DURATION" --latency -s "$work/post.lua" "$url/alerts/webhook/alertmanager/"
 echo "accepted: $(curl -s "$url/metrics" | awk '/^herald_webhook_requests_total.*accepted/ {print $2}')"
 grep -E "store compacted|compaction failed" "$work/herald.log" || echo "no compaction finished during the run"

@@ -5,6 +5,7 @@
 #                          # base config.toml (loopback, warn), cleanup on exit
 #   ...append to "$work/config.toml", write definitions...
 #   start_herald           # herald serve on it; sets $pid and $url
+#   new_alert_per_request F  # append to wrk script F: each request a new alert
 #
 # HERALD_BIN=path runs another build instead of this tree's (an A/B
 # comparison of two builds on the same script).
@@ -29,3 +30,20 @@ start_herald() {
 # Resident and peak resident memory of the daemon.
 rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$pid/status"; }
 hwm() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$pid/status"; }
+
+# Appends to the wrk script "$1" (which has set wrk.body to the Alertmanager
+# fixture) a request() that makes each request a new alert: the fixture's
+# fingerprint and instance numbered (a re-send would change nothing).
+new_alert_per_request() {
+    cat >> "$1" <<'LUA'
+local template = wrk.body
+local counter = 0
+setup = function(thread) thread:set("tid", math.random(1, 1e9)) end
+request = function()
+  counter = counter + 1
+  local id = tid .. "-" .. counter
+  local b = template:gsub("4e70aa3763bd0be1", id):gsub("db%-server%-01", "db-" .. id)
+  return wrk.format(nil, nil, nil, b)
+end
+LUA
+}

@@ -56,18 +56,7 @@ LUA
 
 echo "== async webhook ingest (Alertmanager fixture), $CONNECTIONS connections, $DURATION"
 post_script "$PWD/tests/fixtures/alertmanager-0.25-webhook-firing.json"
-# Each request a new alert: the fixture's fingerprint and instance numbered.
-cat >> "$work/post.lua" <<'LUA'
-local template = wrk.body
-local counter = 0
-setup = function(thread) thread:set("tid", math.random(1, 1e9)) end
-request = function()
-  counter = counter + 1
-  local id = tid .. "-" .. counter
-  local b = template:gsub("4e70aa3763bd0be1", id):gsub("db%-server%-01", "db-" .. id)
-  return wrk.format(nil, nil, nil, b)
-end
-LUA
+new_alert_per_request "$work/post.lua"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" "$url/alerts/webhook/alertmanager/" &
 wrk_pid=$!
 sleep 5

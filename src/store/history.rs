@@ -30,6 +30,7 @@ use super::{StoreError, decode, encode};
 use crate::alerts::incident::{ALERT_HISTORY, INCIDENT_HISTORY};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 
 /// Entries a record keeps inline, at most; also the size of a chunk.
 pub const CHUNK: usize = 16;
@@ -91,6 +92,25 @@ pub(super) fn spill<T: Serialize>(
         *chunks += 1;
     }
     Ok(stale)
+}
+
+/// `record` as it is to be stored: itself while its inline history (of
+/// `inline_len` entries) is short, else a copy whose oldest entries were
+/// moved out by [`spill`]; with the chunks to [`delete`] once it is stored.
+pub(super) fn prepare<'r, R: Clone, T: Serialize>(
+    tree: &sled::Tree,
+    owner: Owner<'_>,
+    record: &'r R,
+    inline_len: usize,
+    history: impl FnOnce(&mut R) -> (&mut Vec<T>, &mut u32),
+) -> Result<(Cow<'r, R>, Vec<Vec<u8>>), StoreError> {
+    if inline_len <= CHUNK {
+        return Ok((Cow::Borrowed(record), Vec::new()));
+    }
+    let mut copy = record.clone();
+    let (inline, chunks) = history(&mut copy);
+    let stale = spill(tree, owner, inline, chunks)?;
+    Ok((Cow::Owned(copy), stale))
 }
 
 /// Deletes chunks [`spill`] said are no longer needed.

@@ -361,43 +361,28 @@ impl Book for StoreBook<'_> {
     fn save_alert(&mut self, state: &AlertState) -> Result<(), StoreError> {
         let t = self.store.writing();
         let book = &t.book;
-        let moved;
-        let (state, stale) = if state.history.len() > history::CHUNK {
-            let mut state = state.clone();
-            let stale = history::spill(
-                &book.history,
-                Owner::Alert(&state.key),
-                &mut state.history,
-                &mut state.history_chunks,
-            )?;
-            moved = state;
-            (&moved, stale)
-        } else {
-            (state, Vec::new())
-        };
-        book.alerts.insert(state.key.as_bytes(), encode(state)?)?;
+        let owner = Owner::Alert(&state.key);
+        let (state, stale) =
+            history::prepare(&book.history, owner, state, state.history.len(), |s| {
+                (&mut s.history, &mut s.history_chunks)
+            })?;
+        book.alerts.insert(state.key.as_bytes(), encode(&state)?)?;
         history::delete(&book.history, stale)
     }
 
     fn save_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
         let t = self.store.writing();
         let book = &t.book;
-        let moved;
-        let (incident, stale) = if incident.history.len() > history::CHUNK {
-            let mut incident = incident.clone();
-            let stale = history::spill(
-                &book.history,
-                Owner::Incident(&incident.id),
-                &mut incident.history,
-                &mut incident.history_chunks,
-            )?;
-            moved = incident;
-            (&moved, stale)
-        } else {
-            (incident, Vec::new())
-        };
+        let owner = Owner::Incident(&incident.id);
+        let (incident, stale) = history::prepare(
+            &book.history,
+            owner,
+            incident,
+            incident.history.len(),
+            |i| (&mut i.history, &mut i.history_chunks),
+        )?;
         book.incidents
-            .insert(incident.id.as_bytes(), encode(incident)?)?;
+            .insert(incident.id.as_bytes(), encode(&incident)?)?;
         book.groups.insert(
             group_key(&incident.name, incident.instance.as_deref()),
             incident.id.as_bytes(),
