@@ -269,8 +269,8 @@ impl super::Store {
                 return Err(e);
             }
         };
+        let held_since = Instant::now(); // writers queue from here on
         let gate = hold_writes();
-        let held_since = Instant::now();
         let caught_up = catch_up(&old.db, &new, &p.compacting, changes.finish(), &mut copied);
         drop(new);
         if let Err(e) = caught_up.and_then(|()| seal(&dir)) {
