@@ -22,13 +22,7 @@ pid=$!
 for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
 url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
 
-cat > "$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$PWD/tests/fixtures/alertmanager-0.25-webhook-firing.json", "r")
-wrk.body = f:read("*a")
-f:close()
-LUA
+post_script "$PWD/tests/fixtures/alertmanager-0.25-webhook-firing.json"
 new_alert_per_request "$work/post.lua"
 wrk -t2 -c8 -d"$DURATION" --latency -s "$work/post.lua" "$url/alerts/webhook/alertmanager/"
 echo "accepted: $(curl -s "$url/metrics" | awk '/^herald_webhook_requests_total.*accepted/ {print $2}')"

@@ -5,6 +5,7 @@
 #                          # base config.toml (loopback, warn), cleanup on exit
 #   ...append to "$work/config.toml", write definitions...
 #   start_herald           # herald serve on it; sets $pid and $url
+#   post_script FILE       # $work/post.lua: wrk POSTs FILE, prints p50/p99/non-2xx at the end
 #   new_alert_per_request F  # append to wrk script F: each request a new alert
 #
 # HERALD_BIN=path runs another build instead of this tree's (an A/B
@@ -44,6 +45,22 @@ request = function()
   local id = tid .. "-" .. counter
   local b = template:gsub("4e70aa3763bd0be1", id):gsub("db%-server%-01", "db-" .. id)
   return wrk.format(nil, nil, nil, b)
+end
+LUA
+}
+
+# Writes $work/post.lua: a wrk script that POSTs the file "$1" as JSON and
+# prints p50, p99 and the non-2xx count at the end.
+post_script() {
+    cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$1", "r")
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  io.write(string.format("p50 %.2f ms, p99 %.2f ms, non-2xx %d\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.errors.status))
 end
 LUA
 }

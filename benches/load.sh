@@ -40,20 +40,6 @@ start_herald
 sleep 1
 echo "idle RSS: $(rss)"
 
-post_script() {
-    cat > "$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$1", "r")
-wrk.body = f:read("*a")
-f:close()
-done = function(summary, latency, requests)
-  io.write(string.format("p50 %.2f ms, p99 %.2f ms, non-2xx %d\n",
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.errors.status))
-end
-LUA
-}
-
 echo "== async webhook ingest (Alertmanager fixture), $CONNECTIONS connections, $DURATION"
 post_script "$PWD/tests/fixtures/alertmanager-0.25-webhook-firing.json"
 new_alert_per_request "$work/post.lua"
