@@ -212,7 +212,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            cache_mb: 32,
+            cache_mb: 16,
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs: 100_000,
             compact_above_mb: 1024,
