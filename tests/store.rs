@@ -807,3 +807,81 @@ fn online_compaction_runs_only_when_due() {
         "not due again until the file doubles"
     );
 }
+
+/// What the daemon does every minute, end to end on a real store: the
+/// background pruner deletes what is past retention, finds the file grown
+/// past `compact_above_mb`, and compacts it online while a writer keeps
+/// writing; every run written before or during that is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pruner_compacts_online_after_pruning_while_writes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_expired_runs(dir.path(), 0);
+    let old_ms = (Utc::now() - ChronoDuration::hours(2)).timestamp_millis() as u64;
+    for i in 0..1_500u64 {
+        let mut run = run_at(old_ms + i, "old", RunStatus::Notified);
+        run.payload =
+            herald::payload::Payload::from_value(json!({"n": i, "pad": "x".repeat(2000)}));
+        store.put_run(&run).unwrap();
+    }
+    store.flush().unwrap();
+    let before = herald::store::database_bytes(dir.path());
+    assert!(
+        before > 2 * 1024 * 1024,
+        "a file worth compacting: {before}"
+    );
+    store.set_limits(Duration::from_secs(3600), 100_000, 1024 * 1024);
+
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (store, writing) = (store.clone(), writing.clone());
+        std::thread::spawn(move || {
+            let mut written = Vec::new();
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let run = run_at(now_ms(), "new", RunStatus::Notified);
+                store.put_run(&run).unwrap();
+                written.push(run.run_id);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            written
+        })
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let pruner = herald::store::spawn_pruner(store.clone(), stop_rx);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        if let Some(done) = herald::store::last_compaction(dir.path()) {
+            break done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction after the first pruning pass"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), pruner)
+        .await
+        .expect("the pruner ended")
+        .unwrap();
+
+    assert!(done.before_bytes >= before, "{done:?}");
+    assert!(
+        done.after_bytes * 2 < done.before_bytes,
+        "the pruned runs' space came back: {done:?}"
+    );
+    assert!(!written.is_empty());
+    let old_left = store
+        .list_runs(&RunQuery {
+            definition: Some("old".into()),
+            limit: 10,
+            ..RunQuery::default()
+        })
+        .unwrap();
+    assert!(old_left.runs.is_empty(), "every expired run pruned");
+    for id in &written {
+        assert!(store.get_run(id).unwrap().is_some(), "{id} lost");
+    }
+    assert_eq!(store.run_count(), written.len() as u64);
+}
