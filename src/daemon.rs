@@ -45,6 +45,12 @@ pub enum DaemonError {
     Definitions(std::io::Error),
     #[error("cannot start the intake thread: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "stopped because the store cannot write to disk ({0}). Everything answered 2xx had reached the disk. \
+         Free space or fix the disk, and start herald again: it reopens the store from what is on disk and \
+         resumes the queued runs (the packaged systemd unit restarts it by itself)"
+    )]
+    StoreFailed(String),
 }
 
 /// The file that tells other herald processes where the daemon listens.
@@ -88,6 +94,14 @@ pub async fn run(
     let tokens = config.tokens()?;
     if tokens.is_empty() && !listen.ip().is_loopback() {
         return Err(DaemonError::OpenListener(listen));
+    }
+    // Past a file size limit (`ulimit -f`, systemd's LimitFSIZE) a write
+    // raises SIGXFSZ, whose default action kills the process mid-write.
+    // Ignored, the write fails with EFBIG instead, and herald stops as it
+    // does for a full disk (see `store::health`).
+    // SAFETY: setting a signal to SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     let store_options = StoreOptions::from(&config.store);
     compact_if_due(&config, &store_options).await;
@@ -159,6 +173,7 @@ pub async fn run(
         })
     };
     let pruner = crate::store::spawn_pruner(store.clone(), stop_rx.clone());
+    let probe = crate::store::spawn_health_probe(store.clone(), stop_rx.clone());
     let scheduler = Arc::new(Scheduler::new(
         definitions.clone(),
         engine.clone(),
@@ -262,15 +277,27 @@ pub async fn run(
         })
     };
 
-    shutdown.await;
+    let store_failure = tokio::select! {
+        _ = shutdown => None,
+        cause = store.failed() => Some(cause),
+    };
     hangups.abort();
     drop(watcher);
     drop(config_watch);
-    tracing::info!("shutting down: no new requests; finishing what is running");
+    if store_failure.is_some() {
+        tracing::error!(
+            "shutting down: the store cannot write to disk; a restart reopens it from what reached the disk"
+        );
+    } else {
+        tracing::info!("shutting down: no new requests; finishing what is running");
+    }
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(server, supervisor, timers, pruner);
+    let _ = tokio::join!(server, supervisor, timers, pruner, probe);
     sampler.abort();
     let _ = std::fs::remove_file(&address_file);
+    if let Some(cause) = store_failure {
+        return Err(DaemonError::StoreFailed(cause));
+    }
     store.flush_async().await?;
     tracing::info!(
         queued = queue.depth(),

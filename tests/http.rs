@@ -971,3 +971,97 @@ async fn sigkill_loses_nothing_that_was_accepted() {
     );
     assert!(per_key.values().all(|n| *n <= 2));
 }
+
+/// A disk that fails a write (here a file size limit put on the running
+/// daemon, which makes sled's next write past the end of its file fail as
+/// on a full disk): herald answers 503 with `Retry-After`, never 500, and
+/// stops with exit code 1 and the reason. Started again on the same data,
+/// every webhook it answered 202 is there and runs.
+#[tokio::test]
+async fn a_disk_that_fails_a_write_stops_herald_and_loses_nothing_accepted() {
+    let ws = Workspace::new("");
+    let mut d = ws.start();
+    let fixture =
+        std::fs::read_to_string(support::fixture("alertmanager-0.25-webhook-firing.json")).unwrap();
+    let client = reqwest::Client::new();
+    let url = d.url("/alerts/webhook/alertmanager/");
+    let send = |i: usize| {
+        let body = fixture
+            .replace("4e70aa3763bd0be1", &format!("disk-{i}"))
+            .replace("db-server-01", &format!("host-{i}"));
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let mut accepted: Vec<String> = Vec::new();
+    let mut take = |body: &Value| {
+        for id in body["run_ids"].as_array().unwrap() {
+            accepted.push(id.as_str().unwrap().to_string());
+        }
+    };
+    for i in 0..20 {
+        let resp = send(i).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        take(&resp.json().await.unwrap());
+    }
+
+    let db_file = ws.data_dir().join("db").join("db");
+    let size = std::fs::metadata(&db_file).unwrap().len();
+    let limit = libc::rlimit {
+        rlim_cur: size,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit on our own child, with a valid rlimit and no old-value pointer.
+    let rc = unsafe {
+        libc::prlimit(
+            d.child.id() as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+
+    let mut refused = 0;
+    for i in 20..5_000 {
+        let Ok(resp) = send(i).await else {
+            break; // it has stopped listening
+        };
+        let status = resp.status();
+        let retry_after = resp.headers().get("retry-after").is_some();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        match status {
+            StatusCode::ACCEPTED => take(&body),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                let code = body["error"]["code"].as_str().unwrap_or_default();
+                assert!(
+                    code == "store_unavailable" || code == "not_durable",
+                    "{body:#}"
+                );
+                assert!(retry_after, "a 503 says when to retry");
+            }
+            other => panic!("{other}: {body:#}\n{}", d.log()),
+        }
+        if d.child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    assert!(refused > 0, "the failing disk was noticed");
+    assert_eq!(d.wait(Duration::from_secs(60)), Some(1), "{}", d.log());
+    let log = d.log();
+    assert!(
+        log.to_lowercase()
+            .contains("stopped because the store cannot write to disk (file too large"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+
+    let d = ws.start();
+    for id in &accepted {
+        let run = finished(&d, id).await;
+        assert_eq!(run["status"], "NOTIFIED", "{run:#}");
+    }
+}

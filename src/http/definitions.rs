@@ -47,7 +47,7 @@ pub fn detail(app: &App, name: &str) -> Result<Resp, ApiError> {
                 ..RunQuery::default()
             })
             .map(|p| p.runs)
-            .map_err(ApiError::internal)
+            .map_err(ApiError::store)
     };
     if let Some(d) = set.get(name) {
         let mut out = d.summary();

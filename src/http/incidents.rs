@@ -12,10 +12,7 @@ use serde_json::json;
 
 pub fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let query = parse_query(query_pairs(req))?;
-    let page = app
-        .store
-        .list_incidents(&query)
-        .map_err(ApiError::internal)?;
+    let page = app.store.list_incidents(&query).map_err(ApiError::store)?;
     Ok(json(
         StatusCode::OK,
         &json!({"count": page.incidents.len(), "next_cursor": page.next_cursor, "results": page.incidents}),
@@ -69,7 +66,7 @@ pub fn parse_query(pairs: Vec<(String, String)>) -> Result<IncidentQuery, ApiErr
 
 pub fn detail(app: &App, id: &str) -> Result<Resp, ApiError> {
     let out = crate::intake::incident_detail(&app.store, id)
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::store)?
         .ok_or_else(|| {
             ApiError::not_found("incident_not_found", format!("no incident with id {id}"))
         })?;

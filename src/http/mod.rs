@@ -236,7 +236,7 @@ async fn dispatch_checked(
 async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Resp, ApiError> {
     match route {
         Route::Healthz => Ok(ops::healthz()),
-        Route::Readyz => Ok(ops::readyz(app)),
+        Route::Readyz => Ok(ops::readyz(app).await),
         Route::Metrics => Ok(ops::metrics(app)),
         Route::OpenApi => Ok(ops::openapi()),
         Route::PipelineAccept => pipelines::accept(app, req).await,

@@ -12,26 +12,36 @@ pub fn healthz() -> Resp {
     json(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// Ready when the store is open (it is, or there would be no App) and the
-/// definitions are loaded.
-pub fn readyz(app: &App) -> Resp {
+/// Ready when the store can write and the definitions are loaded. "Can
+/// write" is a flush, shared with any flush under way (so a probe costs
+/// nothing under load, and an fsync when idle with unflushed writes).
+pub async fn readyz(app: &App) -> Resp {
     let set = app.definitions.load();
     let loaded = set.valid().count();
-    let status = if loaded > 0 {
+    let store_failure = match app.store.flush_grouped().await {
+        Ok(()) => None,
+        Err(e) => Some(e.disk_failure().unwrap_or_else(|| {
+            tracing::error!(error = %e, "readiness: the store cannot flush");
+            "the store cannot flush; the details are in herald's log".to_string()
+        })),
+    };
+    let ready = loaded > 0 && store_failure.is_none();
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json(
-        status,
-        &json!({
-            "status": if loaded > 0 { "ready" } else { "not_ready" },
-            "definitions": loaded,
-            "invalid_definitions": set.invalid_files().count(),
-            "queue_depth": app.queue.depth(),
-            "queue_capacity": app.queue.capacity(),
-        }),
-    )
+    let mut body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "definitions": loaded,
+        "invalid_definitions": set.invalid_files().count(),
+        "queue_depth": app.queue.depth(),
+        "queue_capacity": app.queue.capacity(),
+    });
+    if let Some(cause) = store_failure {
+        body["store"] = json!(format!("cannot write: {cause}"));
+    }
+    json(status, &body)
 }
 
 pub fn metrics(app: &App) -> Resp {

@@ -80,7 +80,7 @@ async fn on_intake<T: Send + 'static>(
                 match intake::receive(&mut store.book(), text, driver, &[], &delivery, window) {
                     Ok(received) => Some(received),
                     Err(intake::IntakeError::Payload(_)) => None,
-                    Err(intake::IntakeError::Store(e)) => return Err(ApiError::internal(e)),
+                    Err(intake::IntakeError::Store(e)) => return Err(ApiError::store(e)),
                 };
             if let Some(received) = &received {
                 request.intake = Some(Arc::new(received.summary()));
@@ -138,7 +138,7 @@ pub async fn run_tracked(
     let record = if tracks(&definition, &request) {
         let (record, (), received) =
             on_intake(app, definition.clone(), request, |_, finish| match finish {
-                Some(finish) => finish().map_err(ApiError::internal),
+                Some(finish) => finish().map_err(ApiError::store),
                 None => Ok(()),
             })
             .await?;
@@ -180,8 +180,9 @@ pub fn queue_error(e: QueueError) -> ApiError {
             "not_durable",
             "the job could not be written to disk; retry later",
         )
-        .with_details(json!([m])),
-        QueueError::Store(e) => ApiError::internal(e),
+        .with_details(json!([m]))
+        .with_header("retry-after", "10"),
+        QueueError::Store(e) => ApiError::store(e),
     }
 }
 
@@ -194,6 +195,7 @@ pub fn engine_error(e: EngineError) -> ApiError {
             "not_resumable",
             format!("run {run_id} is {status}; only a FAILED run can be resumed"),
         ),
+        EngineError::Store(e) => ApiError::store(e),
         other => ApiError::internal(other),
     }
 }
@@ -254,7 +256,7 @@ pub fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
             }
         }
     }
-    let page = app.store.list_runs(&query).map_err(ApiError::internal)?;
+    let page = app.store.list_runs(&query).map_err(ApiError::store)?;
     Ok(json(
         StatusCode::OK,
         &json!({"count": page.runs.len(), "next_cursor": page.next_cursor, "results": page.runs}),
@@ -265,9 +267,9 @@ pub fn detail(app: &App, run_id: &str) -> Result<Resp, ApiError> {
     let run = app
         .store
         .get_run(run_id)
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {run_id}")))?;
-    let stages = app.store.stages(run_id).map_err(ApiError::internal)?;
+    let stages = app.store.stages(run_id).map_err(ApiError::store)?;
     let mut out = json!(run);
     out["payload"] = json!(run.payload);
     out["intake"] = json!(run.intake);
@@ -280,7 +282,7 @@ pub async fn resume(app: &App, run_id: &str, req: Request<Incoming>) -> Result<R
     let run = app
         .store
         .get_run(run_id)
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {run_id}")))?;
     if run.status != RunStatus::Failed {
         return Err(ApiError::conflict(

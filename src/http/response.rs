@@ -79,6 +79,22 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
+    /// A store error: 503 with `Retry-After` when the disk failed a write
+    /// (the daemon is stopping, to restart on what reached the disk; see
+    /// `store::health`), else a bare 500.
+    pub fn store(e: crate::store::StoreError) -> Self {
+        match e.disk_failure() {
+            Some(cause) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "herald cannot write to its data dir; retry later",
+            )
+            .with_details(json!([cause]))
+            .with_header("retry-after", "10"),
+            None => Self::internal(e),
+        }
+    }
+
     /// Logs `cause` and answers a bare 500.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error answering a request");

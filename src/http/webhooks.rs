@@ -229,7 +229,7 @@ impl WebhookDelivery {
         Box::new(move || {
             // On the write thread, while the next delivery is applied.
             let written = if records.is_empty() {
-                finish().map_err(ApiError::internal)
+                finish().map_err(ApiError::store)
             } else {
                 queue.write_then(&records, finish).map_err(queue_error)
             };
@@ -294,6 +294,6 @@ pub fn invalid_payload(e: alerts::PayloadError) -> ApiError {
 pub fn intake_error(e: intake::IntakeError) -> ApiError {
     match e {
         intake::IntakeError::Payload(e) => invalid_payload(e),
-        intake::IntakeError::Store(e) => ApiError::internal(e),
+        intake::IntakeError::Store(e) => ApiError::store(e),
     }
 }

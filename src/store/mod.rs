@@ -25,6 +25,7 @@
 mod changes;
 mod compact;
 mod flights;
+mod health;
 mod history;
 mod incidents;
 mod payload_files;
@@ -33,6 +34,7 @@ mod retention;
 
 pub use compact::{Compaction, compact, database_bytes, due, last_compaction};
 pub use flights::Flight;
+pub use health::spawn_probe as spawn_health_probe;
 pub use incidents::{
     DRY_DELIVERY, Delivery, DryBook, IncidentPage, IncidentQuery, StoreBook, change_counts,
     new_incident_id,
@@ -63,6 +65,10 @@ pub enum StoreError {
         run_id: String,
         source: std::io::Error,
     },
+    /// The disk failed a write; nothing more can be written until a
+    /// restart (see [`health`]).
+    #[error("the store cannot write to disk: {0}")]
+    Unavailable(String),
 }
 
 /// How big the store may get.
@@ -136,6 +142,8 @@ struct Inner {
     max_runs: AtomicU64,
     /// Compact online when the database file passes this (0: never).
     compact_above_bytes: AtomicU64,
+    /// Whether the disk has failed a write.
+    health: health::Health,
     /// The group-commit flusher, started on first use.
     flusher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushWaiter>>,
     path: PathBuf,
@@ -237,6 +245,7 @@ impl Store {
                 compact_above_bytes: AtomicU64::new(options.compact_above_bytes),
                 retention_secs: AtomicU64::new(options.retention.as_secs()),
                 max_runs: AtomicU64::new(options.max_runs),
+                health: health::Health::new(),
                 flusher: std::sync::OnceLock::new(),
                 options,
                 path: dir.to_path_buf(),
@@ -517,14 +526,36 @@ impl Store {
 
     /// Makes every write so far durable on disk.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.trees().db.flush()?;
-        Ok(())
+        let flushed = self.trees().db.flush();
+        flushed.map(|_| ()).map_err(|e| self.flush_failed(e))
     }
 
     pub async fn flush_async(&self) -> Result<(), StoreError> {
         let db = self.trees().db.clone();
-        db.flush_async().await?;
-        Ok(())
+        let flushed = db.flush_async().await;
+        flushed.map(|_| ()).map_err(|e| self.flush_failed(e))
+    }
+
+    /// A failed flush: if the disk failed it, the store has failed for good
+    /// (until a restart); recorded, and said so once.
+    fn flush_failed(&self, e: sled::Error) -> StoreError {
+        match health::disk_failure(&e) {
+            Some(cause) => {
+                self.inner.health.fail(&cause);
+                StoreError::Unavailable(cause)
+            }
+            None => e.into(),
+        }
+    }
+
+    /// Why the store cannot write, once the disk has failed it.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.health.failure().map(|c| c.to_string())
+    }
+
+    /// Resolves, with the cause, once the disk has failed the store.
+    pub async fn failed(&self) -> String {
+        self.inner.health.failed().await.to_string()
     }
 
     /// Waits until everything written so far is on disk, sharing one flush
@@ -545,10 +576,7 @@ impl Store {
         sender.send(tx).map_err(|_| stopped())?;
         rx.await
             .map_err(|_| stopped())?
-            .map_err(|message| StoreError::Open {
-                path: self.inner.path.clone(),
-                message,
-            })
+            .map_err(|e| self.flush_failed(e))
     }
 
     /// Deletes up to `batch` runs that are past retention or beyond
@@ -640,7 +668,7 @@ struct IndexedFields {
     completed_at: Option<serde::de::IgnoredAny>,
 }
 
-type FlushWaiter = tokio::sync::oneshot::Sender<Result<(), String>>;
+type FlushWaiter = tokio::sync::oneshot::Sender<Result<(), sled::Error>>;
 
 /// One flush for every waiter that arrived while the previous one ran.
 /// It holds the store weakly, and flushes whichever database is current
@@ -658,8 +686,10 @@ async fn group_flusher(
             return;
         };
         let result = match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(r) => r.map(|_| ()),
+            Err(e) => Err(sled::Error::ReportableBug(format!(
+                "the flush task died: {e}"
+            ))),
         };
         for w in waiters {
             let _ = w.send(result.clone());
