@@ -1,5 +1,5 @@
-//! Facts sysinfo does not give, read from Linux's own files: inodes
-//! (statvfs), RAID arrays (`/proc/mdstat`), Debian's reboot flag
+//! Facts sysinfo does not give, read from Linux's own files: inodes and
+//! free space (statvfs), RAID arrays (`/proc/mdstat`), Debian's reboot flag
 //! (`/var/run/reboot-required`), and listening sockets (`/proc/net/*` with
 //! the owning process found through `/proc/<pid>/fd`). Each parser takes the
 //! text so that tests can feed it fixtures.
@@ -10,14 +10,28 @@ use std::path::Path;
 
 /// Total and free inodes of the file system at `mount`.
 pub fn inodes(mount: &str) -> Option<(u64, u64)> {
-    let path = std::ffi::CString::new(mount).ok()?;
+    let st = statvfs(Path::new(mount))?;
+    if st.f_files == 0 {
+        return None;
+    }
+    Some((st.f_files, st.f_ffree))
+}
+
+/// Size and space available to an unprivileged writer, in bytes, of the
+/// file system holding `path`.
+pub fn space(path: &Path) -> Option<(u64, u64)> {
+    let st = statvfs(path)?;
+    let unit = st.f_frsize;
+    Some((st.f_blocks * unit, st.f_bavail * unit))
+}
+
+fn statvfs(path: &Path) -> Option<libc::statvfs> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is a valid C string and `st` a properly sized out-param.
     let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
-    if rc != 0 || st.f_files == 0 {
-        return None;
-    }
-    Some((st.f_files as u64, st.f_ffree as u64))
+    (rc == 0).then_some(st)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

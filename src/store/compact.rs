@@ -88,6 +88,55 @@ const COPY_BATCH: usize = 1024;
 const CATCH_UP_ROUNDS: usize = 5;
 /// Online: few enough changed keys to replay with writes held back.
 const SMALL_REPLAY: usize = 2_000;
+/// After a compaction stopped for want of disk space, the next try.
+pub const NO_ROOM_PAUSE: Duration = Duration::from_secs(3600);
+
+/// The free space a compaction leaves on the data dir's file system: 5 %
+/// of it, and never under 64 MiB. The copy needs room for all the live
+/// data; a copy that filled the disk would make the store itself fail a
+/// write (and herald stop, see `health`), so the copy stops first.
+fn reserve(fs_bytes: u64) -> u64 {
+    (fs_bytes / 20).max(64 << 20)
+}
+
+/// Errs, saying how much room there is, when the file system of `dir` has
+/// less free space than [`reserve`] (checked as the copy grows).
+fn check_room(dir: &Path) -> Result<(), StoreError> {
+    let Some((size, available)) = space(dir) else {
+        return Ok(()); // unknown: statvfs failed; the copy goes on
+    };
+    let reserve = reserve(size);
+    if available >= reserve {
+        return Ok(());
+    }
+    Err(StoreError::NoRoomToCompact {
+        available_mib: available >> 20,
+        reserve_mib: reserve >> 20,
+    })
+}
+
+#[cfg(not(test))]
+fn space(dir: &Path) -> Option<(u64, u64)> {
+    crate::host::procfs::space(dir)
+}
+
+// Tests set the file system's size and free space the copy sees: one
+// reading per check, the last one repeated.
+#[cfg(test)]
+thread_local! {
+    static SPACE: std::cell::RefCell<Vec<(u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+fn space(dir: &Path) -> Option<(u64, u64)> {
+    SPACE
+        .with_borrow_mut(|readings| match readings.len() {
+            0 => None,
+            1 => Some(readings[0]),
+            _ => Some(readings.remove(0)),
+        })
+        .or_else(|| crate::host::procfs::space(dir))
+}
 
 /// The data dir's paths that compaction moves around.
 struct Paths {
@@ -303,13 +352,28 @@ impl super::Store {
     }
 
     /// Compacts online when [`due`] says so (the threshold is
-    /// `[store] compact_above_mb`); `None` when it is not due.
+    /// `[store] compact_above_mb`); `None` when it is not due, or within
+    /// [`NO_ROOM_PAUSE`] of a compaction stopped for want of disk space
+    /// (each try would write up to all the free space, only to delete it).
     pub fn compact_if_due(&self) -> Option<Result<Compaction, StoreError>> {
         let threshold = self
             .inner
             .compact_above_bytes
             .load(std::sync::atomic::Ordering::Relaxed);
-        due(self.path(), threshold).then(|| self.compact_online())
+        let mut paused = self
+            .inner
+            .compaction_paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if paused.is_some_and(|until| Instant::now() < until) || !due(self.path(), threshold) {
+            return None;
+        }
+        let result = self.compact_online();
+        *paused = match result {
+            Err(StoreError::NoRoomToCompact { .. }) => Some(Instant::now() + NO_ROOM_PAUSE),
+            _ => None,
+        };
+        Some(result)
     }
 }
 
@@ -457,6 +521,7 @@ fn open_fresh(to: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
 /// it copied.
 fn copy_trees(old: &sled::Db, new: &sled::Db, to: &Path) -> Result<u64, StoreError> {
     let mut read = Digest::default();
+    check_room(to)?;
     for name in old.tree_names() {
         read.tree(&name);
         let from = old.open_tree(&name)?;
@@ -471,6 +536,7 @@ fn copy_trees(old: &sled::Db, new: &sled::Db, to: &Path) -> Result<u64, StoreErr
             if in_batch == COPY_BATCH {
                 into.apply_batch(std::mem::take(&mut batch))?;
                 in_batch = 0;
+                check_room(to)?;
             }
         }
         into.apply_batch(batch)?;
@@ -528,7 +594,82 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Digest;
+    use super::{Digest, SPACE};
+    use crate::store::{Store, StoreError, StoreOptions};
+
+    const GIB: u64 = 1 << 30;
+    const MIB: u64 = 1 << 20;
+
+    /// A store with 5,000 records in a tree of its own (five copy batches).
+    fn store_with_records(dir: &std::path::Path) -> Store {
+        let store = Store::open(dir, StoreOptions::default()).unwrap();
+        let scratch = store.trees().db.open_tree("scratch").unwrap();
+        for i in 0..5_000u32 {
+            scratch.insert(i.to_be_bytes(), &[7u8; 100][..]).unwrap();
+        }
+        store.flush().unwrap();
+        store
+    }
+
+    fn records(store: &Store) -> usize {
+        store.trees().db.open_tree("scratch").unwrap().len()
+    }
+
+    #[test]
+    fn a_copy_that_would_eat_into_the_reserve_stops_and_keeps_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store_with_records(dir.path()));
+        // Room at the start, none after the first batch: it stops mid-copy.
+        SPACE.set(vec![
+            (10 * GIB, GIB),
+            (10 * GIB, GIB),
+            (10 * GIB, 100 * MIB),
+        ]);
+        let refused = super::compact(dir.path(), &StoreOptions::default());
+        SPACE.take();
+        match refused {
+            Err(StoreError::NoRoomToCompact {
+                available_mib: 100,
+                reserve_mib: 512,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !dir.path().join("db.compacting").exists(),
+            "the partial copy is gone"
+        );
+        assert!(super::last_compaction(dir.path()).is_none());
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(records(&store), 5_000);
+    }
+
+    #[test]
+    fn online_a_compaction_out_of_room_waits_before_trying_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_records(dir.path());
+        let options = StoreOptions::default();
+        store.set_limits(options.retention, options.max_runs, 1);
+        // A small disk: the reserve is 64 MiB, not 5 % of 200 MiB.
+        SPACE.set(vec![(200 * MIB, 60 * MIB)]);
+        match store.compact_if_due() {
+            Some(Err(StoreError::NoRoomToCompact {
+                available_mib: 60,
+                reserve_mib: 64,
+            })) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.path().join("db.compacting").exists());
+        SPACE.set(vec![(200 * MIB, 150 * MIB)]);
+        assert!(
+            store.compact_if_due().is_none(),
+            "paused after running out of room"
+        );
+        *store.inner.compaction_paused_until.lock().unwrap() = None; // an hour later
+        let done = store.compact_if_due().expect("due again").unwrap();
+        SPACE.take();
+        assert_eq!(done.records, 5_000);
+        assert_eq!(records(&store), 5_000);
+    }
 
     fn digest(trees: &[(&str, &[(&str, &str)])]) -> Digest {
         let mut d = Digest::default();

@@ -65,6 +65,13 @@ pub enum StoreError {
         run_id: String,
         source: std::io::Error,
     },
+    #[error(
+        "compaction stopped: {available_mib} MiB free on the data dir's file system, under the {reserve_mib} MiB it leaves for the store; the original is kept"
+    )]
+    NoRoomToCompact {
+        available_mib: u64,
+        reserve_mib: u64,
+    },
     /// The disk failed a write; nothing more can be written until a
     /// restart (see [`health`]).
     #[error("the store cannot write to disk: {0}")]
@@ -144,6 +151,8 @@ struct Inner {
     compact_above_bytes: AtomicU64,
     /// Whether the disk has failed a write.
     health: health::Health,
+    /// No online compaction before then: the last one ran out of room.
+    compaction_paused_until: std::sync::Mutex<Option<std::time::Instant>>,
     /// The group-commit flusher, started on first use.
     flusher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushWaiter>>,
     path: PathBuf,
@@ -246,6 +255,7 @@ impl Store {
                 retention_secs: AtomicU64::new(options.retention.as_secs()),
                 max_runs: AtomicU64::new(options.max_runs),
                 health: health::Health::new(),
+                compaction_paused_until: std::sync::Mutex::new(None),
                 flusher: std::sync::OnceLock::new(),
                 options,
                 path: dir.to_path_buf(),

@@ -63,6 +63,11 @@ fn compact_if_due(store: &Store) {
     match store.compact_if_due() {
         None => {}
         Some(Ok(done)) => done.log(),
+        Some(Err(e @ StoreError::NoRoomToCompact { .. })) => tracing::warn!(
+            error = %e,
+            retry_in_s = super::compact::NO_ROOM_PAUSE.as_secs(),
+            "compaction skipped"
+        ),
         Some(Err(e)) => tracing::error!(error = %e, "compaction failed; the store is unchanged"),
     }
 }
