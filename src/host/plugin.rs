@@ -85,7 +85,8 @@ impl Plugin {
             perfdata: Vec::new(),
             exit_code: None,
         };
-        let mut child = match tokio::process::Command::new(&self.argv[0])
+        let mut command = tokio::process::Command::new(&self.argv[0]);
+        command
             .args(&self.argv[1..])
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -93,9 +94,18 @@ impl Plugin {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-        {
+            .kill_on_drop(true);
+        // The daemon ignores SIGXFSZ (daemon::run), and an ignored signal
+        // stays ignored across exec: a plugin gets the default back.
+        // SAFETY: signal() is async-signal-safe, and the only call made
+        // between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = match command.spawn() {
             Ok(c) => c,
             Err(e) => return unknown(format!("cannot run {}: {e}", self.argv[0])),
         };
@@ -216,5 +226,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("plugin_dirs"), "{err}");
+    }
+
+    /// Whether signal `sig` is in the `SigIgn` mask of a `/proc/<pid>/status`.
+    fn ignores(status: &str, sig: i32) -> bool {
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+            .unwrap();
+        mask & (1 << (sig - 1)) != 0
+    }
+
+    #[tokio::test]
+    async fn a_plugin_does_not_inherit_the_ignored_sigxfsz() {
+        // As daemon::run does.
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        }
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(ignores(&own, libc::SIGXFSZ));
+        let plugin = Plugin::new(
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "grep SigIgn /proc/self/status".into(),
+            ],
+            Duration::from_secs(10),
+            &[PathBuf::from("/bin"), PathBuf::from("/usr/bin")],
+        )
+        .unwrap();
+        let out = plugin.run().await;
+        assert!(out.message.starts_with("SigIgn:"), "{}", out.message);
+        assert!(!ignores(&out.message, libc::SIGXFSZ), "{}", out.message);
     }
 }
