@@ -321,6 +321,7 @@ impl Live {
     /// stays; otherwise what can change live changes, and what cannot is
     /// logged as needing a restart.
     fn reload_config(&self, why: &str) {
+        tracing::debug!(reason = why, "re-reading the config");
         let new = match (self.reconfigure.load)() {
             Ok(c) => c,
             Err(e) => {

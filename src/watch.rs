@@ -93,6 +93,7 @@ impl Reloader {
     /// Reads the directory and applies what changed. Fails only when the
     /// directory cannot be read; the loaded set is then left as it was.
     pub fn rescan(&self) -> Result<ReloadReport, std::io::Error> {
+        tracing::debug!(dir = %self.dir.display(), "rescanning the definitions directory");
         let mut seen = match self.seen.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
@@ -165,12 +166,17 @@ impl Reloader {
 
     /// Rescans on every change under the directory (debounced), until the
     /// returned handle is dropped. The directory may itself be a symlink
-    /// that gets swapped, so its parent is watched too (any event there
-    /// costs only a cheap rescan).
+    /// that gets swapped, or be deleted and made again by a deploy script,
+    /// so its parent is watched too (any event there costs only a cheap
+    /// rescan; a relative directory's parent is the working directory).
     pub fn watch(self: &Arc<Self>) -> Result<WatchHandle, notify::Error> {
         let mut paths = vec![self.dir.clone()];
-        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            paths.push(parent.to_path_buf());
+        if let Some(parent) = self.dir.parent() {
+            paths.push(if parent.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                parent.to_path_buf()
+            });
         }
         let this = Arc::clone(self);
         watch_paths(&paths, move || {
@@ -183,13 +189,18 @@ impl Reloader {
 
 /// Calls `on_change` (on a blocking thread) after changes under `paths`
 /// settle for [`DEBOUNCE`], until the returned handle is dropped.
+///
+/// A watch follows the directory it was put on, not its path: a directory
+/// deleted and made again would no longer be watched. So after every
+/// settled change the paths are watched again (for one still there, the
+/// kernel keeps its watch), before `on_change` runs.
 pub fn watch_paths(
     paths: &[PathBuf],
     on_change: impl Fn() + Send + Sync + 'static,
 ) -> Result<WatchHandle, notify::Error> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| is_change(&e.kind)) {
             let _ = tx.send(());
         }
     })?;
@@ -200,6 +211,7 @@ pub fn watch_paths(
             Err(_) => {} // extra paths are best effort
         }
     }
+    let paths = paths.to_vec();
     let on_change = Arc::new(on_change);
     let task = tokio::spawn(async move {
         while rx.recv().await.is_some() {
@@ -211,21 +223,38 @@ pub fn watch_paths(
                     Err(_) => break,
                 }
             }
+            for path in &paths {
+                // Fails while a path is missing; its parent's events retry.
+                let _ = watcher.watch(path, RecursiveMode::NonRecursive);
+            }
             let f = on_change.clone();
             if tokio::task::spawn_blocking(move || f()).await.is_err() {
                 return;
             }
         }
     });
-    Ok(WatchHandle {
-        _watcher: watcher,
-        task,
-    })
+    Ok(WatchHandle { task })
 }
 
-/// Keeps the watcher alive; dropping it stops watching.
+/// Whether an event can mean new contents. A file or directory merely
+/// opened or read cannot, and `on_change` itself opens what it reads: with
+/// the parent directory watched (inotify reports the opening of a child),
+/// counting opens made each rescan and config reload start the next, ten
+/// times a second, for ever.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    !matches!(
+        kind,
+        EventKind::Access(
+            AccessKind::Open(_)
+                | AccessKind::Read
+                | AccessKind::Close(AccessMode::Read | AccessMode::Execute)
+        )
+    )
+}
+
+/// Keeps the watcher alive (its task owns it); dropping it stops watching.
 pub struct WatchHandle {
-    _watcher: notify::RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
 }
 

@@ -1,7 +1,7 @@
 //! Hot reload of the definitions directory against the real daemon: create,
 //! break (the previous version keeps running), fix, delete, an editor's
-//! rename-over, a Kubernetes ConfigMap symlink swap, the reload endpoint and
-//! SIGHUP, and idempotence.
+//! rename-over, a Kubernetes ConfigMap symlink swap, the directory deleted
+//! and made again, the reload endpoint and SIGHUP, and idempotence.
 
 mod support;
 
@@ -139,6 +139,71 @@ async fn editor_saves_and_moves_into_the_directory() {
         value_of(&d, "moved").await.as_deref() == Some("moved")
     })
     .await;
+}
+
+/// A deploy script that deletes the definitions directory and makes it
+/// again: its files are loaded, the old ones' definitions removed, and
+/// later edits in the new directory followed too (a watch follows the
+/// directory it was put on, not the path).
+#[tokio::test]
+async fn the_definitions_directory_deleted_and_made_again() {
+    let ws = Workspace::new("");
+    let dir = ws.dir.path().join("definitions");
+    std::fs::write(dir.join("old.json"), def("old").to_string()).unwrap();
+    let d = ws.start();
+    assert_eq!(value_of(&d, "old").await.as_deref(), Some("old"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Made again only after the deletion's rescan (which finds no directory).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("new.json"), def("new").to_string()).unwrap();
+    eventually("the new directory's file is loaded", || async {
+        value_of(&d, "new").await.as_deref() == Some("new")
+    })
+    .await;
+    eventually("the deleted file's definition is removed", || async {
+        listed(&d, "old").await.is_none()
+    })
+    .await;
+    std::fs::write(dir.join("new.json"), def("edited").to_string()).unwrap();
+    eventually("an edit in the new directory is loaded", || async {
+        value_of(&d, "new").await.as_deref() == Some("edited")
+    })
+    .await;
+}
+
+/// Once a change is picked up, the watchers go quiet: herald reading the
+/// directory and the config must not count as a change. (The parent
+/// directory is watched too, and inotify reports a child being opened: each
+/// rescan and config read used to start the next, ten times a second.)
+#[tokio::test]
+async fn a_rescan_does_not_start_the_next() {
+    let ws = Workspace::new("");
+    let d = ws.start_with(&[], &[("HERALD_LOG", "warn,herald=debug")]);
+    let dir = ws.dir.path().join("definitions");
+    std::fs::write(dir.join("a.json"), def("a").to_string()).unwrap();
+    eventually("the new file is loaded", || async {
+        value_of(&d, "a").await.as_deref() == Some("a")
+    })
+    .await;
+    let count = |what: &str| d.log().matches(what).count();
+    let rescans = "rescanning the definitions directory";
+    let config_reads = "re-reading the config";
+    eventually("the change was seen", || async { count(rescans) > 1 }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // its own debounce
+    let (r0, c0) = (count(rescans), count(config_reads));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        count(rescans),
+        r0,
+        "rescans went on by themselves:\n{}",
+        d.log()
+    );
+    assert_eq!(
+        count(config_reads),
+        c0,
+        "config reads went on by themselves"
+    );
 }
 
 #[tokio::test]
