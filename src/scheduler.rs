@@ -8,8 +8,14 @@
 //!   definition changes only its own timer.
 //! - After downtime, missed ticks are not replayed: at most one catch-up
 //!   run at start (`"catch_up": false` skips it).
+//! - Ticks are wall-clock times, and the wall clock can be stepped back
+//!   (NTP correcting a fast clock at boot, a VM restored from a snapshot).
+//!   A tick computed before such a step would then be as far away as the
+//!   step was long: an `every: 30s` check silent for an hour. When the
+//!   clock reads earlier than it did, each timer whose tick is later than
+//!   its schedule allows from the new time starts again from it.
 
-use crate::definition::{Definition, SharedDefinitions, Timing};
+use crate::definition::{Definition, DefinitionSet, SharedDefinitions, Timing};
 use crate::engine::{Engine, RunRequest};
 use crate::metrics::Metrics;
 use crate::store::{RunQuery, Store};
@@ -25,12 +31,17 @@ use tokio::sync::watch;
 /// The longest the scheduler sleeps, so reloads are picked up promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(250);
 
+/// Where the scheduler reads the time: the system's wall clock, or in a
+/// test one that can be stepped.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
 pub struct Scheduler {
     definitions: SharedDefinitions,
     engine: Engine,
     store: Store,
     metrics: Arc<Metrics>,
     next_runs: ArcSwap<HashMap<String, DateTime<Utc>>>,
+    clock: Clock,
 }
 
 struct Timer {
@@ -55,7 +66,14 @@ impl Scheduler {
             store,
             metrics,
             next_runs: ArcSwap::from_pointee(HashMap::new()),
+            clock: Arc::new(Utc::now),
         }
+    }
+
+    /// The same scheduler reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// When each scheduled definition runs next.
@@ -68,10 +86,15 @@ impl Scheduler {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut timers: HashMap<String, Timer> = HashMap::new();
+            let mut previous = (this.clock)();
             loop {
-                let now = Utc::now();
+                let now = (this.clock)();
                 this.reconcile(&mut timers, now);
                 let set = this.definitions.load_full();
+                if now < previous {
+                    follow_clock_step(&mut timers, &set, previous, now);
+                }
+                previous = now;
                 for (name, timer) in timers.iter_mut() {
                     if timer.next > now {
                         continue;
@@ -79,7 +102,7 @@ impl Scheduler {
                     let Some(definition) = set.get(name) else {
                         continue;
                     };
-                    let late = (Utc::now() - timer.next).to_std().unwrap_or_default();
+                    let late = ((this.clock)() - timer.next).to_std().unwrap_or_default();
                     this.metrics.schedule_lateness(late.as_secs_f64());
                     this.fire(&definition, timer);
                     // The tick after this one; ticks already past are not
@@ -98,7 +121,7 @@ impl Scheduler {
                 // longer than MAX_SLEEP so reloads are seen; with no timers
                 // at all, just MAX_SLEEP.
                 let sleep = match earliest {
-                    Some(e) => (e - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+                    Some(e) => (e - (this.clock)()).to_std().unwrap_or(Duration::ZERO),
                     None => MAX_SLEEP,
                 }
                 .min(MAX_SLEEP);
@@ -197,6 +220,52 @@ impl Scheduler {
             running.store(false, Ordering::Release);
         });
     }
+}
+
+/// The wall clock read `now`, earlier than the `previous` reading.
+fn follow_clock_step(
+    timers: &mut HashMap<String, Timer>,
+    set: &DefinitionSet,
+    previous: DateTime<Utc>,
+    now: DateTime<Utc>,
+) {
+    let moved = rebase_after_clock_step(timers, set, now);
+    if !moved.is_empty() {
+        let step = (previous - now).to_std().unwrap_or_default();
+        tracing::warn!(
+            went_back = %humantime::format_duration(Duration::from_secs(step.as_secs())),
+            definitions = ?moved,
+            "schedule: the system clock went back; these timers start again from the new time"
+        );
+    }
+}
+
+/// Starts again from `now` every timer whose tick is later than its
+/// schedule allows from `now`, which only a wall clock stepped back can
+/// cause: after a tick fires, the next is the first one after it, never
+/// further than the first one after the present. Answers the definitions
+/// moved.
+fn rebase_after_clock_step(
+    timers: &mut HashMap<String, Timer>,
+    set: &DefinitionSet,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut moved = Vec::new();
+    for (name, timer) in timers.iter_mut() {
+        let Some(definition) = set.get(name) else {
+            continue;
+        };
+        let Some(base) = after(&definition, now) else {
+            continue;
+        };
+        if base < timer.base {
+            timer.base = base;
+            timer.next = base + jitter(&definition);
+            moved.push(name.clone());
+        }
+    }
+    moved.sort();
+    moved
 }
 
 /// The next tick strictly after `t` (without jitter).

@@ -1,11 +1,23 @@
 //! The scheduler against the real daemon: counts with tolerant bounds, no
 //! overlap with a slow node, reload adds and removes timers, one catch-up
-//! run after a restart (and none with catch_up false), next run times shown.
+//! run after a restart (and none with catch_up false), next run times shown;
+//! and, in-process with a clock the test steps, timers that go on after
+//! the wall clock is stepped back.
 
 mod support;
 
+use chrono::Utc;
+use herald::config::Config;
+use herald::definition::{DefinitionSet, SharedDefinitions, parse_definition};
+use herald::engine::Engine;
+use herald::metrics::Metrics;
+use herald::nodes::{HandlerRegistry, Services};
+use herald::scheduler::{Clock, Scheduler};
+use herald::store::{RunQuery, Store, StoreOptions};
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use support::daemon::{Daemon, Workspace};
 
@@ -161,4 +173,66 @@ async fn one_catch_up_run_after_downtime() {
 #[tokio::test]
 async fn no_catch_up_when_disabled() {
     assert_eq!(catch_up_after_restart(false).await, 0);
+}
+
+/// The wall clock stepped back an hour (NTP correcting a fast clock at
+/// boot, a VM restored from a snapshot): an `every: 1s` timer goes on about
+/// once a second instead of waiting out the hour.
+#[tokio::test]
+async fn a_wall_clock_stepped_back_does_not_stall_the_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let handlers = HandlerRegistry::builtin(Arc::new(Services::new(Arc::new(Config::default()))));
+    let text = every("1s", false).to_string();
+    let mut set = DefinitionSet::default();
+    set.set_valid(parse_definition("tick", "tick.json", &text, &handlers).unwrap());
+    let definitions: SharedDefinitions = Arc::new(arc_swap::ArcSwap::from_pointee(set));
+    let offset_ms = Arc::new(AtomicI64::new(0));
+    let clock: Clock = {
+        let offset_ms = offset_ms.clone();
+        Arc::new(move || {
+            Utc::now() + chrono::Duration::milliseconds(offset_ms.load(Ordering::Relaxed))
+        })
+    };
+    let scheduler = Arc::new(
+        Scheduler::new(
+            definitions,
+            Engine::new(Some(store.clone())),
+            store.clone(),
+            Arc::new(Metrics::new()),
+        )
+        .with_clock(clock),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = scheduler.spawn(stopped);
+    let runs = || {
+        store
+            .list_runs(&RunQuery {
+                definition: Some("tick".into()),
+                limit: 1000,
+                ..RunQuery::default()
+            })
+            .unwrap()
+            .runs
+            .len()
+    };
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let before = runs();
+    assert!(before >= 1, "the timer runs before the step: {before} runs");
+
+    offset_ms.store(-3_600_000, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after = runs() - before;
+    assert!(
+        after >= 2,
+        "{after} runs in the 3.5 s after the clock went back an hour"
+    );
+    let next = scheduler.next_run("tick").unwrap();
+    let now = Utc::now() - chrono::Duration::hours(1);
+    assert!(
+        next <= now + chrono::Duration::seconds(2),
+        "the next tick ({next}) follows the new time ({now})"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
 }
