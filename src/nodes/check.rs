@@ -23,12 +23,11 @@ use crate::definition::duration::{format_duration, parse_duration};
 use crate::host::plugin::Plugin;
 use crate::host::thresholds::{CheckResult, CheckStatus, Threshold};
 use crate::host::{HostSampler, HostSnapshot};
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const CHECKS: &[&str] = &[
     "cpu",
@@ -380,8 +379,10 @@ struct Check {
     specs: Vec<Spec>,
     hold: Option<Duration>,
     source_node: Option<String>,
-    /// Since when each check has been non-OK, for `for`.
-    pending: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Since when each check has been non-OK, for `for`: a monotonic
+    /// instant, so that a wall clock stepped back cannot hold an alert back
+    /// for the length of the step (nor one stepped forward fire it early).
+    pending: Mutex<HashMap<String, Instant>>,
 }
 
 /// cpu/memory/disk values taken from a `context` node's output.
@@ -689,7 +690,7 @@ pub fn judge(
 impl Check {
     /// Applies `for`: a non-OK status that has not held long enough is
     /// reported as OK, with what is pending.
-    fn hold_back(&self, mut r: CheckResult, now: DateTime<Utc>) -> CheckResult {
+    fn hold_back(&self, mut r: CheckResult, now: Instant) -> CheckResult {
         let Some(hold) = self.hold else { return r };
         let mut pending = match self.pending.lock() {
             Ok(p) => p,
@@ -700,7 +701,7 @@ impl Check {
             return r;
         }
         let since = *pending.entry(r.name.clone()).or_insert(now);
-        let held = (now - since).to_std().unwrap_or_default();
+        let held = now.saturating_duration_since(since);
         if held < hold {
             r.message = format!(
                 "{} (pending: {} for {} of {})",
@@ -724,7 +725,7 @@ impl NodeExecutor for Check {
                 None => ctx.latest_of_type("context"),
             }
             .map(FromContext::read);
-            let now = Utc::now();
+            let now = Instant::now();
             let mut results = Vec::with_capacity(self.specs.len());
             for spec in &self.specs {
                 let r = match spec {
