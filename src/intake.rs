@@ -156,7 +156,7 @@ fn claims(triggers: &[Arc<Definition>], alert: &alerts::Alert, done: &[bool]) ->
 
 /// A new delivery id (a ULID: its age is in it).
 pub fn new_delivery_id() -> String {
-    ulid::Ulid::new().to_string()
+    crate::ids::next().to_string()
 }
 
 /// Alerts listed in a dry run's answer.

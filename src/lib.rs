@@ -25,7 +25,8 @@
 //!   drains them on shutdown.
 //! - [`watch`] follows the definitions directory and the config file;
 //!   [`scheduler`] runs scheduled definitions on their timers.
-//! - [`payload`] keeps a run's inbound payload as shared JSON text.
+//! - [`payload`] keeps a run's inbound payload as shared JSON text; [`ids`]
+//!   makes the ids that key runs, incidents and deliveries, in time order.
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over these modules.
 
@@ -36,6 +37,7 @@ pub mod definition;
 pub mod engine;
 pub mod host;
 pub mod http;
+pub mod ids;
 pub mod intake;
 pub mod intake_writer;
 pub mod metrics;

@@ -88,8 +88,8 @@ impl Engine {
         PipelineRun {
             trace_id: request
                 .trace_id
-                .unwrap_or_else(|| ulid::Ulid::new().to_string().to_ascii_lowercase()),
-            run_id: ulid::Ulid::new().to_string(),
+                .unwrap_or_else(|| crate::ids::next().to_string().to_ascii_lowercase()),
+            run_id: crate::ids::next().to_string(),
             definition: definition.name.clone(),
             definition_version: definition.version_hash.clone(),
             source: request.source,

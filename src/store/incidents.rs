@@ -411,7 +411,10 @@ fn delivered(store: &Store, delivery: &str) -> Result<bool, StoreError> {
 }
 
 pub fn new_incident_id() -> String {
-    format!("inc-{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+    format!(
+        "inc-{}",
+        crate::ids::next().to_string().to_ascii_lowercase()
+    )
 }
 
 /// Reads the store, keeps its own writes: the answer to "what would this
