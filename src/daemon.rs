@@ -95,14 +95,11 @@ pub async fn run(
     if tokens.is_empty() && !listen.ip().is_loopback() {
         return Err(DaemonError::OpenListener(listen));
     }
-    // Past a file size limit (`ulimit -f`, systemd's LimitFSIZE) a write
-    // raises SIGXFSZ, whose default action kills the process mid-write.
-    // Ignored, the write fails with EFBIG instead, and herald stops as it
-    // does for a full disk (see `store::health`).
-    // SAFETY: setting a signal to SIG_IGN installs no handler code.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
+    let open_files_limit = crate::process_limits::prepare_daemon();
+    crate::process_limits::check_room_for_connections(
+        open_files_limit,
+        config.server.max_connections,
+    );
     let store_options = StoreOptions::from(&config.store);
     compact_if_due(&config, &store_options).await;
     let store = Store::open(&config.data_dir, store_options)?;

@@ -26,7 +26,9 @@
 //! - [`watch`] follows the definitions directory and the config file;
 //!   [`scheduler`] runs scheduled definitions on their timers.
 //! - [`payload`] keeps a run's inbound payload as shared JSON text; [`ids`]
-//!   makes the ids that key runs, incidents and deliveries, in time order.
+//!   makes the ids that key runs, incidents and deliveries, in time order;
+//!   [`process_limits`] sets the open-files limit and SIGXFSZ for the
+//!   daemon, and puts them back for the plugins it runs.
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over these modules.
 
@@ -43,6 +45,7 @@ pub mod intake_writer;
 pub mod metrics;
 pub mod nodes;
 pub mod payload;
+pub mod process_limits;
 pub mod scheduler;
 pub mod store;
 pub mod watch;

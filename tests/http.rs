@@ -1065,3 +1065,89 @@ async fn a_disk_that_fails_a_write_stops_herald_and_loses_nothing_accepted() {
         assert_eq!(run["status"], "NOTIFIED", "{run:#}");
     }
 }
+
+/// systemd starts a service with a soft limit of 1024 open files (the
+/// hard one far higher), which the connections `server.max_connections`
+/// allows would use up. herald raises its soft limit to the hard one, so
+/// clients past the soft limit are served (sysinfo, on its first sample,
+/// would raise it too), says when even the hard limit is too low for
+/// `max_connections`, and gives a plugin the limit it started with.
+#[tokio::test]
+async fn the_open_files_limit_is_raised_for_clients_and_restored_for_plugins() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    const SOFT: u64 = 64;
+    const HARD: u64 = 512; // below max_connections (1024) + what herald needs besides
+    let ws = Workspace::new("[host]\nplugin_dirs = [\"/bin\", \"/usr/bin\"]\n");
+    ws.definition(
+        "nofile",
+        &json!({"version": "1", "nodes": [{"id": "k", "type": "check", "config": {"checks": [
+            {"name": "plugin", "command": ["/bin/sh", "-c", "echo \"OK - nofile $(ulimit -Sn)\""]}]}}]}),
+    );
+    let mut cmd = ws.command(&["serve"]);
+    // SAFETY: getrlimit and setrlimit are plain system calls, the only
+    // thing done between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            limit.rlim_cur = SOFT;
+            limit.rlim_max = limit.rlim_max.min(HARD);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+    let d = ws.start_command(cmd);
+    let addr = d.url("").trim_start_matches("http://").to_string();
+    let addr = addr.trim_end_matches('/').to_string();
+
+    let clients = tokio::task::spawn_blocking(move || {
+        let mut conns = Vec::new();
+        for _ in 0..3 * SOFT {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: herald\r\n\r\n")
+                .unwrap();
+            conns.push(s);
+        }
+        // All held open at once, each answered.
+        let mut answered = 0;
+        for s in &mut conns {
+            let mut head = [0u8; 12];
+            if s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200") {
+                answered += 1;
+            }
+        }
+        answered
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        clients,
+        3 * SOFT as usize,
+        "connections answered while {} were open",
+        3 * SOFT
+    );
+
+    let r = post(
+        &d,
+        "/orchestration/definitions/nofile/execute/",
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
+    assert!(
+        r.body.to_string().contains(&format!("nofile {SOFT}")),
+        "the plugin runs with the limit herald started with: {:#}",
+        r.body
+    );
+    assert!(
+        d.log()
+            .contains("the open-files limit is below server.max_connections"),
+        "{}",
+        d.log()
+    );
+}

@@ -95,13 +95,14 @@ impl Plugin {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        // The daemon ignores SIGXFSZ (daemon::run), and an ignored signal
-        // stays ignored across exec: a plugin gets the default back.
-        // SAFETY: signal() is async-signal-safe, and the only call made
-        // between fork and exec.
+        // The daemon ignores SIGXFSZ and raises its open-files limit
+        // (process_limits), and both survive exec: a plugin gets the
+        // defaults herald started with back.
+        // SAFETY: restore_in_child makes only async-signal-safe system
+        // calls, and is the only thing done between fork and exec.
         unsafe {
             command.pre_exec(|| {
-                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+                crate::process_limits::restore_in_child();
                 Ok(())
             });
         }

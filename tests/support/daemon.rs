@@ -74,6 +74,13 @@ impl Workspace {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        self.start_command(cmd)
+    }
+
+    /// Starts `cmd` (made by [`command`](Self::command) with `serve`), and
+    /// waits until it listens.
+    pub fn start_command(&self, mut cmd: Command) -> Daemon {
+        let _ = std::fs::remove_file(self.data_dir().join("herald.addr"));
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
