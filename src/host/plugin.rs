@@ -5,6 +5,13 @@
 //! A plugin runs only from a directory allowed in config.toml
 //! (`[host] plugin_dirs`), as argv (no shell), with a clean environment, a
 //! timeout that kills it, and a cap on the output it may produce.
+//!
+//! Each plugin runs in a process group of its own, and the whole group is
+//! killed when the plugin is done, times out or is abandoned: a shell
+//! script plugin runs its work as children (`curl`, `ssh`, `sleep`), and
+//! killing only the script would leave them running — one more for every
+//! tick of a check whose target hangs — and holding the output pipe open,
+//! so that a plugin that had answered would be reported as timed out.
 
 use super::thresholds::CheckStatus;
 use serde::Serialize;
@@ -15,6 +22,10 @@ use tokio::io::AsyncReadExt;
 
 /// Most output read from a plugin; the rest is dropped.
 pub const MAX_OUTPUT: usize = 64 * 1024;
+
+/// How long output is still read after the plugin has exited, before what
+/// it left running is killed.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 
 /// A validated plugin command.
 #[derive(Debug, Clone)]
@@ -94,6 +105,7 @@ impl Plugin {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true);
         // The daemon ignores SIGXFSZ and raises its open-files limit
         // (process_limits), and both survive exec: a plugin gets the
@@ -110,13 +122,31 @@ impl Plugin {
             Ok(c) => c,
             Err(e) => return unknown(format!("cannot run {}: {e}", self.argv[0])),
         };
+        let _group = child.id().map(ProcessGroup);
         let Some(stdout) = child.stdout.take() else {
             return unknown("no output pipe".to_string());
         };
         let work = async {
             let mut out = Vec::new();
-            let _ = stdout.take(MAX_OUTPUT as u64).read_to_end(&mut out).await;
-            let status = child.wait().await;
+            let mut capped = stdout.take(MAX_OUTPUT as u64);
+            let exited = {
+                let reading = capped.read_to_end(&mut out);
+                tokio::pin!(reading);
+                tokio::select! {
+                    _ = &mut reading => None,
+                    status = child.wait() => {
+                        // Exited: a child it left behind may hold the pipe open.
+                        let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, &mut reading).await;
+                        Some(status)
+                    }
+                }
+            };
+            // Closed, a plugin still writing past the cap gets EPIPE and ends.
+            drop(capped);
+            let status = match exited {
+                Some(status) => status,
+                None => child.wait().await,
+            };
             (out, status)
         };
         match tokio::time::timeout(self.timeout, work).await {
@@ -141,6 +171,24 @@ impl Plugin {
                     exit_code: code,
                 }
             }
+        }
+    }
+}
+
+/// A plugin's process group (its id is the plugin's pid), killed whole
+/// when dropped: after the plugin exited, timed out, or its run was
+/// abandoned.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Ok(pgid) = libc::pid_t::try_from(self.0) else {
+            return;
+        };
+        // SAFETY: kill() only sends a signal. A negative pid names the
+        // group, which lives while any member does; an empty one is ESRCH.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
         }
     }
 }
@@ -261,5 +309,77 @@ mod tests {
         let out = plugin.run().await;
         assert!(out.message.starts_with("SigIgn:"), "{}", out.message);
         assert!(!ignores(&out.message, libc::SIGXFSZ), "{}", out.message);
+    }
+
+    fn shell(script: &str, timeout: Duration) -> Plugin {
+        Plugin::new(
+            vec!["/bin/sh".into(), "-c".into(), script.into()],
+            timeout,
+            &[PathBuf::from("/bin"), PathBuf::from("/usr/bin")],
+        )
+        .unwrap()
+    }
+
+    /// Whether `pid` is still running (a zombie waiting for its reaper is not).
+    fn running(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, after_name) = stat.rsplit_once(')')?;
+                after_name
+                    .split_whitespace()
+                    .next()
+                    .map(|state| state != "Z")
+            })
+            .unwrap_or(false)
+    }
+
+    async fn gone(pid: &str) -> bool {
+        for _ in 0..100 {
+            if !running(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_plugin_that_times_out_leaves_nothing_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        let plugin = shell(
+            &format!("sleep 300 & echo $! > {}; wait", pidfile.display()),
+            Duration::from_millis(500),
+        );
+        let out = plugin.run().await;
+        assert_eq!(out.status, CheckStatus::Unknown);
+        assert!(out.message.contains("timed out"), "{}", out.message);
+        let child = std::fs::read_to_string(&pidfile).unwrap();
+        assert!(
+            gone(child.trim()).await,
+            "the plugin's child {child} still runs"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plugin_that_leaves_a_child_holding_its_output_is_read_and_the_child_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        let plugin = shell(
+            &format!(
+                "echo 'OK - answered'; sleep 300 & echo $! > {}; exit 0",
+                pidfile.display()
+            ),
+            Duration::from_secs(10),
+        );
+        let out = plugin.run().await;
+        assert_eq!(out.status, CheckStatus::Ok, "{}", out.message);
+        assert_eq!(out.message, "OK - answered");
+        let child = std::fs::read_to_string(&pidfile).unwrap();
+        assert!(
+            gone(child.trim()).await,
+            "the plugin's child {child} still runs"
+        );
     }
 }
