@@ -834,8 +834,16 @@ async fn metrics_count_runs_webhooks_and_requests() {
     assert_eq!(r.status, StatusCode::OK);
     post(&d, "/alerts/webhook/generic/", alert()).await;
     post(&d, "/alerts/webhook/generic/", json!({"x": 1})).await;
+    for made_up in ["no-such-driver-a", "no-such-driver-b"] {
+        let r = post(&d, &format!("/alerts/webhook/{made_up}/"), alert()).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
     let m = get(&d, "/metrics").await;
     let text = m.body.as_str().unwrap().to_string();
+    assert!(
+        !text.contains("no-such-driver"),
+        "a made-up driver in the path became a label:\n{text}"
+    );
     for needle in [
         "herald_runs_total{definition=\"default\",status=\"NOTIFIED\"}",
         "herald_run_duration_seconds_bucket",
@@ -843,6 +851,7 @@ async fn metrics_count_runs_webhooks_and_requests() {
         "herald_queue_capacity 10000",
         "herald_webhook_requests_total{driver=\"generic\",outcome=\"accepted\"} 1",
         "herald_webhook_requests_total{driver=\"generic\",outcome=\"rejected\"} 1",
+        "herald_webhook_requests_total{driver=\"unknown\",outcome=\"rejected\"} 2",
         "herald_http_requests_total{route=\"/orchestration/pipeline/sync/\",code=\"200\"} 1",
         "herald_definitions_loaded 1",
     ] {

@@ -27,7 +27,12 @@ pub async fn accept(
     driver: Option<&str>,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    let label = driver.unwrap_or("auto");
+    // A driver named in the path is a label only if herald knows it: any
+    // other string would add a series to /metrics for good.
+    let label = match driver {
+        None => "auto",
+        Some(d) => alerts::detect::known(d).unwrap_or("unknown"),
+    };
     let result = accept_inner(app, driver, req).await;
     let outcome = match &result {
         Ok(_) => "accepted",
