@@ -338,6 +338,11 @@ async fn serve(setup: Setup, listen: Option<SocketAddr>, log: LogLevelHandle) ->
 /// not when the future is first polled: the daemon announces its address
 /// before it awaits the signal, and a SIGTERM sent as soon as the address
 /// file exists must stop it gracefully, not kill it.
+///
+/// A second SIGTERM or SIGINT during the graceful shutdown (a second
+/// Ctrl-C) stops the process at once, exit 1, as a crash would: running
+/// stages are cut short and resume at the next start; every job answered
+/// 2xx is already on disk.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let streams = (
@@ -351,6 +356,17 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                    tracing::warn!(
+                        "second signal: stopping now, without waiting for running stages; \
+                         they resume at the next start"
+                    );
+                    std::process::exit(1);
+                });
             }
             _ => {
                 tracing::warn!("cannot listen for SIGTERM; stopping on Ctrl-C only");

@@ -911,6 +911,42 @@ async fn sigterm_finishes_in_flight_work_and_keeps_the_queue() {
     }
 }
 
+/// A second SIGTERM (a second Ctrl-C) during the graceful shutdown stops
+/// herald at once instead of waiting out `shutdown_grace` for a stage.
+#[tokio::test]
+async fn a_second_signal_stops_at_once() {
+    let receiver = Receiver::start_with_delay(Duration::from_secs(20)).await;
+    let ws = Workspace::new(&format!(
+        "[server]\nshutdown_grace = \"60s\"\n[queue]\nworkers = 1\n[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    slow_notify_definition(&ws);
+    let mut d = ws.start();
+    let r = post(
+        &d,
+        "/orchestration/definitions/slow/execute/?mode=async",
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    // The notify stage is waiting on the receiver.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "one SIGTERM waits for the stage: {}",
+        d.log()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(10)), Some(1), "{}", d.log());
+    assert!(
+        d.log().contains("second signal: stopping now"),
+        "{}",
+        d.log()
+    );
+}
+
 /// The crash test: SIGKILL with a few hundred async jobs in flight; after a
 /// restart every job answered 202 reaches a terminal state and its
 /// notification arrives — at least once, twice only when in flight at the kill.
