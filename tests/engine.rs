@@ -404,6 +404,32 @@ async fn webhook_5xx_is_retried_with_the_same_idempotency_key_4xx_is_not() {
     );
 }
 
+/// Slack and PagerDuty answer a burst with 429 and `Retry-After`: the retry
+/// waits at least that long, not the definition's 1 ms backoff.
+#[tokio::test]
+async fn a_429_with_retry_after_is_retried_after_the_wait_asked_for() {
+    let receiver = Receiver::start().await;
+    let w = webhook_world(&receiver);
+    let def = w.definition(json!({"nodes": [
+        {"id": "notify", "type": "notify", "config": {"driver": "webhook", "channel": "ops"}, "retries": 2}]}));
+    receiver.respond_with_headers(429, &[("retry-after", "2")]);
+    let result = run(&def).await;
+    assert_eq!(result.status, RunStatus::Notified);
+    let notify = &result.node_results["notify"];
+    assert_eq!(notify.attempts, 2);
+    assert!(
+        notify.errors[0].contains("429") && notify.errors[0].contains("Retry-After: 2s"),
+        "{:?}",
+        notify.errors
+    );
+    let got = receiver.received();
+    let waited = got[1].at - got[0].at;
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "retried after {waited:?}, asked for 2 s"
+    );
+}
+
 #[tokio::test]
 async fn webhook_to_a_closed_port_fails_retryably() {
     // Bind then drop a listener: nothing listens on that port afterwards.

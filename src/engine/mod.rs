@@ -436,7 +436,13 @@ impl Engine {
                             skip_reason: None,
                         });
                     }
-                    tokio::time::sleep(backoff::delay(definition.defaults.backoff, attempt)).await;
+                    // At least as long as the peer asked, if it did.
+                    let wait = backoff::delay_honouring(
+                        definition.defaults.backoff,
+                        attempt,
+                        e.retry_after,
+                    );
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
             }

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A boxed future, so that executors can be stored as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -90,6 +91,10 @@ impl ConfigIssue {
 pub struct NodeError {
     pub kind: NodeErrorKind,
     pub message: String,
+    /// How long the peer asked to be left alone before a retry (an HTTP
+    /// `Retry-After`), if it said; the engine waits at least that long.
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -110,25 +115,34 @@ impl NodeError {
         NodeError {
             kind: NodeErrorKind::InvalidInput,
             message: message.into(),
+            retry_after: None,
         }
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         NodeError {
             kind: NodeErrorKind::Unavailable,
             message: message.into(),
+            retry_after: None,
         }
     }
     pub fn rejected(message: impl Into<String>) -> Self {
         NodeError {
             kind: NodeErrorKind::Rejected,
             message: message.into(),
+            retry_after: None,
         }
     }
     pub fn timeout(message: impl Into<String>) -> Self {
         NodeError {
             kind: NodeErrorKind::Timeout,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    /// The same error, with the wait the peer asked for.
+    pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
+        self
     }
     pub fn retryable(&self) -> bool {
         matches!(

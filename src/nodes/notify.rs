@@ -12,6 +12,7 @@ use super::{BoxFuture, ConfigIssue, NodeContext, NodeError, NodeExecutor, NodeHa
 use crate::config::WebhookChannel;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const DRIVERS: &[&str] = &["log", "webhook"];
 /// Drivers people will write that this version does not have yet.
@@ -189,9 +190,23 @@ impl NodeExecutor for Notify {
                                   "status_code": status.as_u16(), "title": message["title"]}),
                         )
                     } else if status.is_server_error() || status.as_u16() == 429 {
+                        let retry_after = response
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                        let asked = retry_after
+                            .map(|d| {
+                                format!(
+                                    " (Retry-After: {})",
+                                    crate::definition::duration::format_duration(d)
+                                )
+                            })
+                            .unwrap_or_default();
                         Err(NodeError::unavailable(format!(
-                            "webhook channel `{name}` answered {status}"
-                        )))
+                            "webhook channel `{name}` answered {status}{asked}"
+                        ))
+                        .with_retry_after(retry_after))
                     } else {
                         Err(NodeError::rejected(format!(
                             "webhook channel `{name}` answered {status}"
@@ -201,6 +216,22 @@ impl NodeExecutor for Notify {
             }
         })
     }
+}
+
+/// An HTTP `Retry-After`: delay-seconds, or an HTTP-date (IMF-fixdate,
+/// which RFC 2822 parsing reads) measured from `now`. A date already past
+/// is no wait; anything else unreadable is ignored.
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> &'static str {
@@ -270,4 +301,29 @@ pub fn compose(ctx: &NodeContext<'_>, include_recommendations: bool) -> Value {
             .unwrap_or(Value::Null);
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 29 Nov 2026 12:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 29 Nov 2026 11:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date already past is no wait"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
 }

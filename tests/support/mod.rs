@@ -35,6 +35,8 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -46,12 +48,15 @@ impl Received {
     }
 }
 
+/// A queued answer: a status and its headers.
+type Answer = (u16, Vec<(String, String)>);
+
 /// An HTTP server on 127.0.0.1:0 that records requests and answers with the
 /// queued statuses (then 200), optionally after a delay.
 pub struct Receiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
-    statuses: Arc<Mutex<VecDeque<u16>>>,
+    statuses: Arc<Mutex<VecDeque<Answer>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -64,7 +69,7 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let statuses = Arc::new(Mutex::new(VecDeque::new()));
+        let statuses = Arc::new(Mutex::new(VecDeque::<Answer>::new()));
         let (rec, sts) = (received.clone(), statuses.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -76,6 +81,7 @@ impl Receiver {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (rec, sts) = (rec.clone(), sts.clone());
                         async move {
+                            let at = std::time::Instant::now();
                             let path = req.uri().path().to_string();
                             let headers = req
                                 .headers()
@@ -92,10 +98,18 @@ impl Receiver {
                                 path,
                                 headers,
                                 body,
+                                at,
                             });
-                            let status = sts.lock().unwrap().pop_front().unwrap_or(200);
+                            let (status, answer_headers) =
+                                sts.lock().unwrap().pop_front().unwrap_or((200, Vec::new()));
                             let mut resp = Response::new(Full::new(Bytes::from_static(b"{}")));
                             *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                            for (k, v) in answer_headers {
+                                resp.headers_mut().insert(
+                                    hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                    v.parse().unwrap(),
+                                );
+                            }
                             Ok::<_, hyper::Error>(resp)
                         }
                     });
@@ -118,7 +132,16 @@ impl Receiver {
         self.statuses
             .lock()
             .unwrap()
-            .extend(statuses.iter().copied());
+            .extend(statuses.iter().map(|s| (*s, Vec::new())));
+    }
+
+    /// Answer the next request with this status and these headers.
+    pub fn respond_with_headers(&self, status: u16, headers: &[(&str, &str)]) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.statuses.lock().unwrap().push_back((status, headers));
     }
 
     pub fn url(&self, path: &str) -> String {
