@@ -32,6 +32,7 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address of the HTTP API.
+    #[serde(with = "serde_listen")]
     pub listen: SocketAddr,
     /// sled database and the daemon's address file.
     pub data_dir: PathBuf,
@@ -360,6 +361,40 @@ impl Config {
     }
 }
 
+/// An address to listen on: an IP address and port, or `localhost:PORT`
+/// (127.0.0.1). Anything else is an error that says what to write — a
+/// host name is not resolved, and `:8080` is not guessed to mean every
+/// address.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if let Some(port) = text.strip_prefix("localhost:")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(format!(
+        "`{text}` is not an IP address and port: write 127.0.0.1:8080 (this host only), \
+         0.0.0.0:8080 (every IPv4 address) or [::]:8080 (every address)"
+    ))
+}
+
+mod serde_listen {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(addr)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_listen(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 fn join_relative(base: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
@@ -389,6 +424,21 @@ mod tests {
         let err = Config::parse("listen = \"127.0.0.1:1\"\ndata_dri = \"x\"\n").unwrap_err();
         assert!(err.contains("data_dri"), "{err}");
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn listen_is_an_ip_and_port_or_localhost() {
+        let c = Config::parse("listen = \"localhost:9000\"\n").unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 9000)));
+        let c = Config::parse("listen = \"[::1]:9000\"\n").unwrap();
+        assert!(c.listen.ip().is_loopback());
+        for bad in [":8080", "example.com:80", "localhost", "127.0.0.1"] {
+            let err = Config::parse(&format!("listen = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                err.contains("0.0.0.0:8080") && err.contains("line 1"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

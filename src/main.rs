@@ -63,7 +63,7 @@ enum Command {
     /// workers, the schedules, host sampling and retention pruning.
     Serve {
         /// Address for the HTTP API (overrides `listen`).
-        #[arg(long, value_name = "ADDR")]
+        #[arg(long, value_name = "ADDR", value_parser = herald::config::parse_listen)]
         listen: Option<SocketAddr>,
     },
     /// Run a definition once, record the run, and print what each node did.
