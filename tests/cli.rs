@@ -523,3 +523,65 @@ fn definitions_lists_shipped_and_builtin() {
     let table = stdout(&ws.herald(&["definitions"]));
     assert!(table.contains("every 5m"), "{table}");
 }
+
+/// The packaged service runs as its own user and owns its data dir. root
+/// running the CLI there while the service is stopped would leave files
+/// the service then cannot open: refused, writing nothing, with the
+/// command to use instead — but while the service runs (its lock held)
+/// root is told the dir is in use, as anyone is, and goes through it. A
+/// user whose data dir holds another user's files is told which one and
+/// the `chown` that gives the dir back.
+#[test]
+fn the_data_dir_is_written_only_by_its_owner() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root, to own files as another user");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let ws = Workspace::shipped();
+    std::fs::set_permissions(ws.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = ws.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    chown(&data, Some(NOBODY), Some(NOBODY)).unwrap();
+
+    let refused = ws.herald(&["runs", "list"]);
+    assert_clean_error(&refused, "and this is root");
+    assert!(
+        stderr(&refused).contains("sudo -u "),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "root wrote in another user's data dir"
+    );
+
+    let lock = std::fs::File::create(data.join("lock")).unwrap();
+    chown(data.join("lock"), Some(NOBODY), Some(NOBODY)).unwrap();
+    lock.lock().unwrap();
+    assert_clean_error(&ws.herald(&["runs", "list"]), "in use");
+    drop(lock);
+
+    // Files root made, in a dir that then went to the service's user.
+    std::fs::remove_dir_all(&data).unwrap();
+    assert!(ws.herald(&["run", "health-check"]).status.success());
+    chown(&data, Some(NOBODY), Some(NOBODY)).unwrap();
+    // A copy of the binary it can run wherever the checkout is (/root?).
+    let bin = ws.dir.path().join("herald");
+    std::fs::copy(BIN, &bin).unwrap();
+    let denied = Command::new(&bin)
+        .arg("--config")
+        .arg(ws.dir.path().join("config.toml"))
+        .args(["runs", "list"])
+        .current_dir(ws.dir.path())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_clean_error(&denied, "belongs to `root`");
+    assert!(stderr(&denied).contains("chown -R "), "{}", stderr(&denied));
+}

@@ -164,6 +164,16 @@ pub(super) fn lock(dir: &Path) -> Result<File, StoreError> {
         path: dir.to_path_buf(),
         message: e.to_string(),
     };
+    if let Err(refused) = super::ownership::refuse_root_in_another_users_dir(dir) {
+        // With the service running, the CLI goes through it and writes
+        // nothing here: say "in use", as to anyone.
+        if let Ok(held) = File::open(dir.join("lock"))
+            && matches!(held.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+        {
+            return Err(StoreError::InUse(dir.to_path_buf()));
+        }
+        return Err(refused);
+    }
     std::fs::create_dir_all(dir).map_err(open_err)?;
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -28,6 +28,7 @@ mod flights;
 mod health;
 mod history;
 mod incidents;
+mod ownership;
 mod payload_files;
 mod records;
 mod retention;
@@ -223,8 +224,23 @@ impl Store {
     }
 
     /// Opens (or creates) the store in `dir`. A second process on the same
-    /// dir gets [`StoreError::InUse`].
+    /// dir gets [`StoreError::InUse`]; root, on a dir that belongs to
+    /// another user, an error saying to run as that user; anyone, on a dir
+    /// holding files of another user, an error naming one and the `chown`.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        Self::open_unexplained(dir, options).map_err(|e| match e {
+            StoreError::Open { path, message } => {
+                let message = match ownership::explain_foreign_files(dir) {
+                    Some(why) => format!("{message}; {why}"),
+                    None => message,
+                };
+                StoreError::Open { path, message }
+            }
+            other => other,
+        })
+    }
+
+    fn open_unexplained(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let open_err = |message: String| StoreError::Open {
             path: dir.to_path_buf(),
             message,
