@@ -246,8 +246,18 @@ impl WebhookChannel {
             return Ok(url.clone());
         }
         match &self.url_env {
-            Some(var) => std::env::var(var)
-                .map_err(|_| format!("environment variable {var} (url_env) is not set")),
+            Some(var) => {
+                let url = std::env::var(var)
+                    .map_err(|_| format!("environment variable {var} (url_env) is not set"))?;
+                // The value is a secret: say what is wrong, not what it is.
+                if url.starts_with("http://") || url.starts_with("https://") {
+                    Ok(url)
+                } else {
+                    Err(format!(
+                        "environment variable {var} (url_env) does not hold an http:// or https:// URL"
+                    ))
+                }
+            }
             None => Err("has neither `url` nor `url_env`".to_string()),
         }
     }
@@ -322,6 +332,22 @@ impl Config {
         }
         tokens.retain(|t| !t.trim().is_empty());
         Ok(tokens)
+    }
+
+    /// What the environment lacks for this config, which does not stop
+    /// herald but will fail something later: each notify channel whose
+    /// `url_env` is unset or holds no http(s) URL.
+    pub fn environment_problems(&self) -> Vec<String> {
+        self.notify
+            .webhook
+            .iter()
+            .filter_map(|(name, channel)| {
+                channel
+                    .resolve_url()
+                    .err()
+                    .map(|e| format!("notify.webhook.{name}: {e}; its notifications will fail"))
+            })
+            .collect()
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -95,6 +95,7 @@ pub async fn run(
     if tokens.is_empty() && !listen.ip().is_loopback() {
         return Err(DaemonError::OpenListener(listen));
     }
+    warn_of_environment_problems(&config);
     let open_files_limit = crate::process_limits::prepare_daemon();
     crate::process_limits::check_room_for_connections(
         open_files_limit,
@@ -303,6 +304,15 @@ pub async fn run(
     Ok(())
 }
 
+/// Says, at start and at each config change, what the environment lacks
+/// (a notify channel's `url_env` unset): found now, not at the first
+/// alert that needs it.
+fn warn_of_environment_problems(config: &Config) {
+    for problem in config.environment_problems() {
+        tracing::warn!("{problem}");
+    }
+}
+
 /// What a config reload can change while the daemon runs.
 struct Live {
     app: Arc<App>,
@@ -343,6 +353,7 @@ impl Live {
         if *old == new {
             return;
         }
+        warn_of_environment_problems(&new);
         let mut restart = Vec::new();
         if old.listen != new.listen {
             restart.push("listen");

@@ -1196,3 +1196,35 @@ async fn the_open_files_limit_is_raised_for_clients_and_restored_for_plugins() {
         d.log()
     );
 }
+
+/// A notify channel whose URL is to come from the environment, and does
+/// not, is said at start — not found out at the first alert it fails.
+/// The value, a secret, is never echoed.
+#[tokio::test]
+async fn a_notify_channel_the_environment_leaves_without_a_url_is_reported_at_start() {
+    let ws = Workspace::new(
+        "[notify.webhook.unset]\nurl_env = \"HERALD_TEST_NEVER_SET\"\n\
+         [notify.webhook.garbled]\nurl_env = \"HERALD_TEST_GARBLED_URL\"\n\
+         [notify.webhook.fine]\nurl_env = \"HERALD_TEST_FINE_URL\"\n",
+    );
+    let d = ws.start_with(
+        &[],
+        &[
+            ("HERALD_TEST_GARBLED_URL", "hooks.example.com/s3cret-token"),
+            ("HERALD_TEST_FINE_URL", "http://127.0.0.1:9/"),
+        ],
+    );
+    let log = d.log();
+    assert!(
+        log.contains(
+            "notify.webhook.unset: environment variable HERALD_TEST_NEVER_SET (url_env) is not set"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("notify.webhook.garbled: environment variable HERALD_TEST_GARBLED_URL (url_env) does not hold an http:// or https:// URL"),
+        "{log}"
+    );
+    assert!(!log.contains("notify.webhook.fine"), "{log}");
+    assert!(!log.contains("s3cret-token"), "the value was echoed: {log}");
+}
