@@ -28,7 +28,8 @@
 //! - [`payload`] keeps a run's inbound payload as shared JSON text; [`ids`]
 //!   makes the ids that key runs, incidents and deliveries, in time order;
 //!   [`process_limits`] sets the open-files limit and SIGXFSZ for the
-//!   daemon, and puts them back for the plugins it runs.
+//!   daemon, and puts them back for the plugins it runs; [`logging`]
+//!   shapes the log for a terminal or for systemd's journal.
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over these modules.
 
@@ -42,6 +43,7 @@ pub mod http;
 pub mod ids;
 pub mod intake;
 pub mod intake_writer;
+pub mod logging;
 pub mod metrics;
 pub mod nodes;
 pub mod payload;

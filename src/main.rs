@@ -263,35 +263,13 @@ impl Setup {
     }
 }
 
-/// Sets the log filter of the running process.
-type LogLevelHandle =
-    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
-
-fn init_logging(level: &str) -> LogLevelHandle {
-    use std::io::IsTerminal;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false),
-        )
-        .init();
-    handle
-}
+type LogLevelHandle = herald::logging::LevelHandle;
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     let setup = Setup::new(&cli)?;
     // `herald check` is for cron and other monitors: only problems on stderr.
     let quiet = matches!(cli.command, Command::Check { .. }) && cli.log_level.is_none();
-    let log_handle = init_logging(if quiet {
+    let log_handle = herald::logging::init(if quiet {
         "warn"
     } else {
         &setup.config.log_level

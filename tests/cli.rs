@@ -585,3 +585,60 @@ fn the_data_dir_is_written_only_by_its_owner() {
     assert_clean_error(&denied, "belongs to `root`");
     assert!(stderr(&denied).contains("chown -R "), "{}", stderr(&denied));
 }
+
+/// Under systemd, stderr is a stream to the journal, which files a line at
+/// the priority its `<N>` prefix gives (else all at one), and stamps it
+/// itself. herald knows that stream by `JOURNAL_STREAM` (device:inode).
+#[test]
+fn log_lines_carry_their_priority_for_the_journal() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::MetadataExt;
+    let ws = Workspace::empty("[notify.webhook.gone]\nurl_env = \"HERALD_TEST_NEVER_SET\"\n");
+    let lines_until_started = |journal: bool| -> Vec<String> {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let mut cmd = ws.command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"]);
+        if journal {
+            let fd = writer.try_clone().unwrap();
+            let meta = std::fs::File::from(std::os::fd::OwnedFd::from(fd))
+                .metadata()
+                .unwrap();
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        } else {
+            cmd.env("JOURNAL_STREAM", "0:0"); // inherited, but not this stderr
+        }
+        let mut child = cmd.stdout(Stdio::null()).stderr(writer).spawn().unwrap();
+        drop(cmd);
+        let mut lines = Vec::new();
+        for line in BufReader::new(reader).lines() {
+            let line = line.unwrap();
+            let done = line.contains("herald started");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(send_sigterm_and_wait(&mut child), Some(0));
+        lines
+    };
+
+    let journal = lines_until_started(true);
+    let warning = journal
+        .iter()
+        .find(|l| l.contains("notify.webhook.gone"))
+        .unwrap();
+    assert!(warning.starts_with("<4>"), "{journal:#?}");
+    let started = journal.last().unwrap();
+    assert!(started.starts_with("<6>"), "{journal:#?}");
+    let year = chrono::Utc::now().format("%Y-").to_string();
+    assert!(
+        !started.contains(&year),
+        "no timestamp of its own: {started}"
+    );
+
+    let plain = lines_until_started(false);
+    assert!(plain.iter().all(|l| !l.starts_with('<')), "{plain:#?}");
+    assert!(
+        plain.last().unwrap().starts_with(&year),
+        "a timestamp first: {plain:#?}"
+    );
+}
