@@ -6,6 +6,14 @@
 //! `System` between samples so that, in the daemon, each sample is one cheap
 //! refresh; a cold sampler (a one-off `herald run`) waits sysinfo's minimum
 //! interval once.
+//!
+//! One sample at a time, on one blocking thread: a caller that finds a
+//! sample under way waits for it on the async side, for a while, then takes
+//! the latest snapshot. A sample can get stuck in the kernel — statvfs on a
+//! network file system whose server is gone (sysinfo skips NFS and CIFS,
+//! not sshfs, SMB3 or Ceph) — and callers queueing on its lock would each
+//! hold a blocking thread, one more per check, until the pool the store's
+//! flushes also use was gone and no webhook could be acknowledged.
 
 pub mod plugin;
 pub mod procfs;
@@ -14,11 +22,13 @@ pub mod thresholds;
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sysinfo::{
     Components, Disks, Networks, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users,
 };
+use tokio::sync::watch;
 
 /// File systems that are not storage an operator fills up.
 const PSEUDO_FS: &[&str] = &[
@@ -164,10 +174,34 @@ pub struct DiskStats {
     pub inodes_percent: Option<f64>,
 }
 
+/// How long a caller waits for a sample under way before it takes the
+/// latest snapshot instead.
+const PATIENCE: Duration = Duration::from_secs(10);
+
 /// Takes host snapshots and shares the latest.
 pub struct HostSampler {
     system: Mutex<Sampling>,
     latest: ArcSwapOption<HostSnapshot>,
+    /// Whether a sample is being taken.
+    sampling: AtomicBool,
+    /// Bumped each time a sample is published.
+    published: watch::Sender<u64>,
+    patience: Duration,
+    /// Whether a stuck sample has been reported (once until it finishes).
+    said_stuck: AtomicBool,
+    /// Threads that have begun a sample, for the test that counts them.
+    #[cfg(test)]
+    begun: std::sync::atomic::AtomicUsize,
+}
+
+/// Marks the sample finished when dropped: when it is done, when it
+/// panicked, or when its task was dropped unrun at shutdown.
+struct SamplingDone(Arc<HostSampler>);
+
+impl Drop for SamplingDone {
+    fn drop(&mut self) {
+        self.0.sampling.store(false, Ordering::Release);
+    }
 }
 
 struct Sampling {
@@ -198,29 +232,72 @@ impl HostSampler {
                 cpu_refreshed: None,
             }),
             latest: ArcSwapOption::empty(),
+            sampling: AtomicBool::new(false),
+            published: watch::Sender::new(0),
+            patience: PATIENCE,
+            said_stuck: AtomicBool::new(false),
+            #[cfg(test)]
+            begun: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     /// The latest snapshot if it is younger than `max_age`, else a new one.
     /// Callers that arrive together share one new sample.
     pub async fn snapshot(self: &Arc<Self>, max_age: Duration) -> Arc<HostSnapshot> {
-        if let Some(snap) = self.fresh(max_age) {
-            return snap;
-        }
-        let this = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || this.sample_blocking(Some(max_age))).await {
-            Ok(snap) => snap,
-            // The blocking pool is gone only at shutdown; sample inline then.
-            Err(_) => self.sample_blocking(Some(max_age)),
+        match self.fresh(max_age) {
+            Some(snap) => snap,
+            None => self.next_sample().await,
         }
     }
 
-    /// Takes a new snapshot now (off the async threads) and publishes it.
+    /// Takes a new snapshot now (off the async threads) and publishes it,
+    /// or joins the one under way.
     pub async fn sample(self: &Arc<Self>) -> Arc<HostSnapshot> {
-        let this = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || this.sample_blocking(None)).await {
-            Ok(snap) => snap,
-            Err(_) => self.sample_blocking(None),
+        self.next_sample().await
+    }
+
+    /// The next sample published, starting one unless one is under way. A
+    /// sample that takes longer than the patience leaves the caller with
+    /// the latest snapshot (said once); with none yet, the caller waits.
+    async fn next_sample(self: &Arc<Self>) -> Arc<HostSnapshot> {
+        loop {
+            let mut published = self.published.subscribe();
+            if !self.sampling.swap(true, Ordering::AcqRel) {
+                let done = SamplingDone(Arc::clone(self));
+                // Detached: the sample is published whoever waits for it.
+                drop(tokio::task::spawn_blocking(move || {
+                    let sampler = Arc::clone(&done.0);
+                    sampler.sample_blocking();
+                    sampler.said_stuck.store(false, Ordering::Relaxed);
+                    // No longer sampling, before the waiters hear of it.
+                    drop(done);
+                    sampler.published.send_modify(|n| *n = n.wrapping_add(1));
+                }));
+            }
+            let latest = self.latest.load_full();
+            let waited = match &latest {
+                Some(_) => tokio::time::timeout(self.patience, published.changed()).await,
+                None => Ok(published.changed().await),
+            };
+            match (waited, latest) {
+                (Ok(_), _) => {
+                    if let Some(snap) = self.latest.load_full() {
+                        return snap;
+                    }
+                }
+                (Err(_), Some(stale)) => {
+                    if !self.said_stuck.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            waited_s = self.patience.as_secs(),
+                            snapshot_taken_at = %stale.taken_at,
+                            "host sampling has not finished (a file system not answering?); \
+                             checks use the last snapshot until it does"
+                        );
+                    }
+                    return stale;
+                }
+                (Err(_), None) => {}
+            }
         }
     }
 
@@ -230,15 +307,13 @@ impl HostSampler {
         age.to_std().is_ok_and(|a| a <= max_age).then_some(snap)
     }
 
-    fn sample_blocking(&self, reuse_younger_than: Option<Duration>) -> Arc<HostSnapshot> {
+    fn sample_blocking(&self) -> Arc<HostSnapshot> {
+        #[cfg(test)]
+        self.begun.fetch_add(1, Ordering::Relaxed);
         let mut guard = match self.system.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        // Someone else may have sampled while this caller waited for the lock.
-        if let Some(snap) = reuse_younger_than.and_then(|age| self.fresh(age)) {
-            return snap;
-        }
         let s = &mut *guard;
         let first = s.cpu_refreshed.is_none();
         let since = s.cpu_refreshed.map(|t| t.elapsed());
@@ -468,4 +543,57 @@ fn percent(part: u64, whole: u64) -> f64 {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sample stuck in the kernel (here: its lock held, as a statvfs on
+    /// a dead network mount would hold it) takes one blocking thread, not
+    /// one per caller; the callers get the last snapshot after their
+    /// patience, and the next sample is taken once the stuck one is done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_sample_holds_one_thread_and_callers_get_the_last_snapshot() {
+        let mut sampler = HostSampler::new();
+        sampler.patience = Duration::from_millis(300);
+        let sampler = Arc::new(sampler);
+        let first = sampler.sample().await;
+
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let sampler = Arc::clone(&sampler);
+            std::thread::spawn(move || {
+                let _stuck = sampler.system.lock().unwrap();
+                let _ = released.recv();
+            })
+        };
+        while sampler.system.try_lock().is_ok() {
+            std::thread::yield_now();
+        }
+        let begun_before = sampler.begun.load(Ordering::Relaxed);
+        let callers: Vec<_> = (0..50)
+            .map(|_| {
+                let sampler = Arc::clone(&sampler);
+                tokio::spawn(async move { sampler.snapshot(Duration::ZERO).await })
+            })
+            .collect();
+        for caller in callers {
+            let got = tokio::time::timeout(Duration::from_secs(20), caller)
+                .await
+                .expect("a caller waited past its patience")
+                .unwrap();
+            assert!(Arc::ptr_eq(&got, &first), "the last snapshot");
+        }
+        assert_eq!(
+            sampler.begun.load(Ordering::Relaxed) - begun_before,
+            1,
+            "threads that began a sample while one was stuck"
+        );
+
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        let next = sampler.sample().await;
+        assert!(!Arc::ptr_eq(&next, &first), "sampling goes on");
+    }
 }
