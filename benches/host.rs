@@ -61,6 +61,7 @@ fn clone_parts(s: &herald::host::HostSnapshot) -> herald::host::HostSnapshot {
         cpu: s.cpu.clone(),
         memory: s.memory.clone(),
         disks: s.disks.clone(),
+        mounts_not_responding: s.mounts_not_responding.clone(),
         network: s.network.clone(),
         processes: s.processes.clone(),
         system: s.system.clone(),

@@ -210,6 +210,7 @@ fn synthetic() -> HostSnapshot {
             disk("/var", 90.0, 96.0),
             disk("/boot", 97.0, 5.0),
         ],
+        mounts_not_responding: vec![],
         network: vec![],
         processes: ProcessStats {
             count: 1,
@@ -260,6 +261,31 @@ fn synthetic() -> HostSnapshot {
         rendered: Default::default(),
         outputs: Default::default(),
     }
+}
+
+/// A mount whose statvfs never returned (its server gone) makes the disk
+/// check CRITICAL, however full the others are, and is named.
+#[test]
+fn a_mount_not_responding_is_critical() {
+    let mut snap = synthetic();
+    snap.disks.retain(|d| d.mount == "/"); // 50 %: OK by itself
+    let calm = judge(&Spec::Disk(Threshold::DISK, BTreeMap::new()), &snap, None).unwrap();
+    assert_eq!(calm.status, CheckStatus::Ok);
+    snap.mounts_not_responding = vec!["/mnt/share".into()];
+    let disk = judge(&Spec::Disk(Threshold::DISK, BTreeMap::new()), &snap, None).unwrap();
+    assert_eq!(disk.status, CheckStatus::Critical);
+    assert!(
+        disk.message.contains("/mnt/share not responding"),
+        "{}",
+        disk.message
+    );
+    let details = disk.details.as_array().unwrap();
+    assert!(
+        details
+            .iter()
+            .any(|d| d["mount"] == "/mnt/share" && d["responding"] == false),
+        "{details:?}"
+    );
 }
 
 #[test]

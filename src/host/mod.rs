@@ -15,6 +15,7 @@
 //! hold a blocking thread, one more per check, until the pool the store's
 //! flushes also use was gone and no webhook could be acknowledged.
 
+pub mod mounts;
 pub mod plugin;
 pub mod procfs;
 pub mod thresholds;
@@ -26,37 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sysinfo::{
-    Components, Disks, Networks, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users,
+    Components, Networks, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users,
 };
 use tokio::sync::watch;
-
-/// File systems that are not storage an operator fills up.
-const PSEUDO_FS: &[&str] = &[
-    "proc",
-    "sysfs",
-    "devtmpfs",
-    "devpts",
-    "tmpfs",
-    "cgroup",
-    "cgroup2",
-    "mqueue",
-    "securityfs",
-    "debugfs",
-    "tracefs",
-    "pstore",
-    "bpf",
-    "configfs",
-    "fusectl",
-    "hugetlbfs",
-    "autofs",
-    "binfmt_misc",
-    "nsfs",
-    "ramfs",
-    "squashfs",
-    "efivarfs",
-    "rpc_pipefs",
-    "selinuxfs",
-];
 
 /// One reading of the host.
 #[derive(Debug, Serialize)]
@@ -65,6 +38,10 @@ pub struct HostSnapshot {
     pub cpu: CpuStats,
     pub memory: MemoryStats,
     pub disks: Vec<DiskStats>,
+    /// Mounts whose statvfs has not returned (a network file system whose
+    /// server is gone); see [`mounts`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts_not_responding: Vec<String>,
     pub network: Vec<NetworkStats>,
     pub processes: ProcessStats,
     pub system: SystemInfo,
@@ -206,7 +183,7 @@ impl Drop for SamplingDone {
 
 struct Sampling {
     system: System,
-    disks: Disks,
+    mounts: mounts::MountProbe,
     networks: Networks,
     components: Components,
     users: Users,
@@ -225,7 +202,7 @@ impl HostSampler {
         HostSampler {
             system: Mutex::new(Sampling {
                 system: System::new(),
-                disks: Disks::new(),
+                mounts: mounts::MountProbe::new(),
                 networks: Networks::new(),
                 components: Components::new(),
                 users: Users::new(),
@@ -339,10 +316,7 @@ impl HostSampler {
             .refresh_processes_specifics(ProcessesToUpdate::All, true, process_kind);
         s.cpu_refreshed = Some(Instant::now());
         s.system.refresh_memory();
-        s.disks.refresh(true);
-        if s.disks.list().is_empty() {
-            s.disks = Disks::new_with_refreshed_list();
-        }
+        let mounts = s.mounts.read();
         if first {
             s.components = Components::new_with_refreshed_list();
             s.users = Users::new_with_refreshed_list();
@@ -387,7 +361,8 @@ impl HostSampler {
                 swap_used_bytes: swap_used,
                 swap_percent: percent(swap_used, swap_total),
             },
-            disks: disk_stats(&s.disks),
+            disks: disk_stats(&mounts.measured),
+            mounts_not_responding: mounts.not_responding,
             network: network_stats(&s.networks, elapsed),
             processes: process_stats(&s.system, &s.users),
             system: SystemInfo {
@@ -501,32 +476,26 @@ fn temperatures(components: &Components) -> Option<Vec<Temperature>> {
     (!list.is_empty()).then_some(list)
 }
 
-fn disk_stats(disks: &Disks) -> Vec<DiskStats> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<DiskStats> = disks
-        .list()
+fn disk_stats(measured: &[(mounts::Mount, mounts::Space)]) -> Vec<DiskStats> {
+    let mut out: Vec<DiskStats> = measured
         .iter()
-        .filter_map(|d| {
-            let fs_type = d.file_system().to_string_lossy().into_owned();
-            let mount = d.mount_point().to_string_lossy().into_owned();
-            let total = d.total_space();
-            if total == 0 || PSEUDO_FS.contains(&fs_type.as_str()) || !seen.insert(mount.clone()) {
-                return None;
-            }
-            let available = d.available_space();
+        .filter(|(m, space)| !m.network && space.total_bytes > 0)
+        .map(|(m, space)| {
+            let (total, available) = (space.total_bytes, space.available_bytes);
             let used = total.saturating_sub(available);
-            let inodes = procfs::inodes(&mount);
-            Some(DiskStats {
+            let inodes =
+                (space.total_inodes > 0).then_some((space.total_inodes, space.free_inodes));
+            DiskStats {
                 inodes_total: inodes.map(|i| i.0),
                 inodes_used: inodes.map(|(t, f)| t.saturating_sub(f)),
                 inodes_percent: inodes.map(|(t, f)| percent(t.saturating_sub(f), t)),
-                mount,
-                fs_type,
+                mount: m.point.clone(),
+                fs_type: m.fs_type.clone(),
                 total_bytes: total,
                 used_bytes: used,
                 available_bytes: available,
                 percent: percent(used, total),
-            })
+            }
         })
         .collect();
     out.sort_by(|a, b| a.mount.cmp(&b.mount));

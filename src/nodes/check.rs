@@ -517,6 +517,31 @@ fn per_mount(
     r
 }
 
+/// A mount whose statvfs never returned is CRITICAL whatever the usage of
+/// the others: what is on it hangs too.
+fn with_mounts_not_responding(mut r: CheckResult, stuck: &[String]) -> CheckResult {
+    if stuck.is_empty() {
+        return r;
+    }
+    r.status = CheckStatus::Critical;
+    r.message = format!(
+        "{} not responding (statvfs did not return; a network file system whose server is gone?); {}",
+        stuck.join(", "),
+        r.message
+    );
+    let mut details = match r.details.take() {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    };
+    details.extend(
+        stuck
+            .iter()
+            .map(|m| json!({"mount": m, "status": CheckStatus::Critical, "responding": false})),
+    );
+    r.details = Value::Array(details);
+    r
+}
+
 /// Judges every built-in check against a snapshot (plugins excluded).
 pub fn judge(
     spec: &Spec,
@@ -550,7 +575,8 @@ pub fn judge(
                     .map(|d| (d.mount.clone(), d.percent))
                     .collect(),
             };
-            per_mount("disk", "disk usage", &values, t, mounts)
+            let r = per_mount("disk", "disk usage", &values, t, mounts);
+            with_mounts_not_responding(r, &snap.mounts_not_responding)
         }
         Spec::Inodes(t, mounts) => {
             let values: Vec<(String, f64)> = snap

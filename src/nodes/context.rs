@@ -206,7 +206,11 @@ fn render_all(snap: &HostSnapshot) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("cpu".into(), json!(snap.cpu));
     m.insert("memory".into(), json!(snap.memory));
-    m.insert("disk".into(), json!({ "mounts": snap.disks }));
+    let mut disk = json!({ "mounts": snap.disks });
+    if !snap.mounts_not_responding.is_empty() {
+        disk["not_responding"] = json!(snap.mounts_not_responding);
+    }
+    m.insert("disk".into(), disk);
     m.insert("network".into(), json!({ "interfaces": snap.network }));
     m.insert("processes".into(), processes(snap, CACHED_TOP_N));
     m.insert("system".into(), json!(snap.system));
