@@ -192,6 +192,18 @@ enum RunsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // Rust starts programs with SIGPIPE ignored, so printing to a pipe
+        // whose reader has gone (`herald runs list | head -1`, a pager
+        // quit early) is an error, and println! panics on it. A command's
+        // output ends there quietly, as any Unix tool's does. The daemon
+        // keeps it ignored; its sockets are written with MSG_NOSIGNAL
+        // anyway.
+        // SAFETY: restoring a signal's default action installs no handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -642,3 +642,29 @@ fn log_lines_carry_their_priority_for_the_journal() {
         "a timestamp first: {plain:#?}"
     );
 }
+
+/// `herald runs list | head -1`, or a pager quit early: the output stops
+/// there quietly, as a Unix tool's does, instead of a panic.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let ws = Workspace::shipped();
+    for args in [&["definitions"][..], &["check", "--json"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = ws
+            .command(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}
