@@ -246,6 +246,18 @@ async fn listing_runs_filters_pages_and_refuses_bad_parameters() {
             .body["count"],
         0
     );
+    assert_eq!(
+        get(&d, "/orchestration/pipelines/?since=1h").await.body["count"],
+        5,
+        "a span back from now"
+    );
+    assert_eq!(
+        get(&d, "/orchestration/pipelines/?since=2999-01-01")
+            .await
+            .body["count"],
+        0,
+        "a date"
+    );
     for bad in [
         "limit=0",
         "limit=1001",

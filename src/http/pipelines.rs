@@ -233,15 +233,7 @@ pub fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
             }
             "definition" => query.definition = Some(value),
             "source" => query.source = Some(value),
-            "since" => query.since = Some(
-                chrono::DateTime::parse_from_rfc3339(&value)
-                    .map_err(|e| {
-                        bad(format!(
-                            "since `{value}` is not an RFC 3339 time like 2026-01-31T12:00:00Z: {e}"
-                        ))
-                    })?
-                    .with_timezone(&chrono::Utc),
-            ),
+            "since" => query.since = Some(parse_since(&value, chrono::Utc::now()).map_err(bad)?),
             "limit" => query.limit = super::parse_limit(&value)?,
             "cursor" => {
                 if ulid::Ulid::from_string(&value).is_err() {
@@ -312,4 +304,52 @@ pub async fn resume(app: &App, run_id: &str, req: Request<Incoming>) -> Result<R
         .await
         .map_err(engine_error)?;
     Ok(json(StatusCode::OK, &json!(result)))
+}
+
+/// `since`: an RFC 3339 time, a date (its midnight, UTC), or a span back
+/// from `now` (`90m`, `1h`, `2days`) — what an operator types first.
+pub fn parse_since(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    if let Ok(span) = crate::definition::duration::parse_duration(value)
+        && let Ok(span) = chrono::Duration::from_std(span)
+        && let Some(t) = now.checked_sub_signed(span)
+    {
+        return Ok(t);
+    }
+    Err(format!(
+        "since `{value}` is not a time: write 2026-01-31T12:00:00Z, 2026-01-31 (midnight UTC) \
+         or a span back from now such as 90m, 1h or 2days"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_a_time_a_date_or_a_span_back() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let at = |s: &str| parse_since(s, now).map(|t| t.to_rfc3339());
+        assert_eq!(
+            at("2026-11-01T08:30:00+01:00").unwrap(),
+            "2026-11-01T07:30:00+00:00"
+        );
+        assert_eq!(at("2026-11-28").unwrap(), "2026-11-28T00:00:00+00:00");
+        assert_eq!(at("90m").unwrap(), "2026-11-29T10:30:00+00:00");
+        assert_eq!(at("2days").unwrap(), "2026-11-27T12:00:00+00:00");
+        for bad in ["yesterday", "2026-13-01", "", "-1h"] {
+            let err = at(bad).unwrap_err();
+            assert!(err.contains("a span back from now"), "{bad}: {err}");
+        }
+    }
 }
