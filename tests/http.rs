@@ -42,7 +42,16 @@ async fn health_readiness_openapi_and_json_errors() {
     let api = get(&d, "/openapi.json").await;
     assert_eq!(api.body["openapi"], "3.0.3");
 
-    assert_error(&get(&d, "/nope").await, StatusCode::NOT_FOUND, "not_found");
+    let unknown = get(&d, "/nope").await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "not_found");
+    assert!(
+        unknown.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /openapi.json lists every route"),
+        "{:#}",
+        unknown.body
+    );
     let wrong = call(
         Method::DELETE,
         &d.url("/orchestration/pipelines/"),

@@ -188,7 +188,11 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
         Ok((route, pattern)) => (pattern, dispatch_checked(app, peer, route, req).await),
         Err(Miss::NotFound) => (
             "unmatched",
-            ApiError::not_found("not_found", format!("no such endpoint: {path}")).into_response(),
+            ApiError::not_found(
+                "not_found",
+                format!("no such endpoint: {path}; GET /openapi.json lists every route"),
+            )
+            .into_response(),
         ),
         Err(Miss::MethodNotAllowed(allow)) => (
             "unmatched",
