@@ -668,3 +668,15 @@ fn output_to_a_closed_pipe_ends_quietly() {
         );
     }
 }
+
+/// An error whose message already names its cause does not repeat it.
+#[test]
+fn an_address_in_use_is_said_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let ws = Workspace::empty("");
+    let out = ws.herald(&["serve", "--listen", &addr]);
+    assert_clean_error(&out, &format!("cannot listen on {addr}"));
+    let err = stderr(&out);
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+}
