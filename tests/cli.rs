@@ -680,3 +680,21 @@ fn an_address_in_use_is_said_once() {
     let err = stderr(&out);
     assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
 }
+
+/// A relative data dir is named by its full path when it cannot be opened:
+/// `./data` says little in a service's log.
+#[test]
+fn a_data_dir_that_cannot_be_opened_is_named_in_full() {
+    let ws = Workspace::empty("");
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("data"), "not a directory").unwrap();
+    let out = ws
+        .command(&["--data-dir", "data", "runs", "list"])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_clean_error(
+        &out,
+        &format!("cannot open data dir {}", cwd.path().join("data").display()),
+    );
+}

@@ -234,6 +234,8 @@ impl Store {
                     Some(why) => format!("{message}; {why}"),
                     None => message,
                 };
+                // `./data` says little in a service's log: say where.
+                let path = std::path::absolute(&path).unwrap_or(path);
                 StoreError::Open { path, message }
             }
             other => other,
