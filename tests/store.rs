@@ -231,7 +231,11 @@ fn a_file_where_the_data_dir_should_be_is_an_open_error() {
     std::fs::write(&file, "x").unwrap();
     match Store::open(&file, StoreOptions::default()) {
         Err(e @ StoreError::Open { .. }) => {
-            assert!(e.to_string().contains("cannot open data dir"), "{e}")
+            assert!(e.to_string().contains("cannot open data dir"), "{e}");
+            assert!(
+                e.to_string().contains("it is a file, not a directory"),
+                "{e}"
+            );
         }
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("opened a file as a data dir"),

@@ -174,6 +174,12 @@ pub(super) fn lock(dir: &Path) -> Result<File, StoreError> {
         }
         return Err(refused);
     }
+    if dir.exists() && !dir.is_dir() {
+        return Err(StoreError::Open {
+            path: dir.to_path_buf(),
+            message: "it is a file, not a directory".into(),
+        });
+    }
     std::fs::create_dir_all(dir).map_err(open_err)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
