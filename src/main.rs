@@ -153,6 +153,15 @@ enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Open a store that a damaged file keeps closed: keep a copy of the
+    /// damaged database beside it, set its snapshot aside, and read it
+    /// back from its log (what was written after damage in the log is
+    /// lost). `herald serve` must be stopped.
+    Recover {
+        /// Print JSON instead of sentences.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -315,6 +324,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Runs(cmd) => runtime.block_on(runs(setup, cmd)),
         Command::Definitions { json } => runtime.block_on(definitions(setup, json)),
         Command::Store(StoreCommand::Compact { json }) => compact(setup, json),
+        Command::Store(StoreCommand::Recover { json }) => recover(setup, json),
         Command::Incidents(cmd) => runtime.block_on(incidents_cli::incidents(setup, cmd)),
         Command::Ingest {
             file,
@@ -398,6 +408,28 @@ fn compact(setup: Setup, json: bool) -> Result<ExitCode> {
             mib(done.after_bytes),
             done.records,
             done.took.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `herald store recover`.
+fn recover(setup: Setup, json: bool) -> Result<ExitCode> {
+    let dir = &setup.config.data_dir;
+    let done = herald::store::recover(dir, &StoreOptions::from(&setup.config.store))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+    } else {
+        println!(
+            "recovered {}: {} runs ({} queued), {} incidents",
+            dir.display(),
+            done.runs,
+            done.queued_jobs,
+            done.incidents
+        );
+        println!(
+            "the damaged database, as it was, is kept at {}; delete it once satisfied",
+            done.damaged_copy.display()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -889,3 +889,59 @@ async fn the_pruner_compacts_online_after_pruning_while_writes_go_on() {
     }
     assert_eq!(store.run_count(), written.len() as u64);
 }
+
+/// A damaged snapshot keeps sled from opening a store whose log is whole.
+/// herald refuses to start on it and names the command; the recovery
+/// keeps a copy of the damaged files and opens the store from its log,
+/// with every run.
+#[test]
+fn a_damaged_snapshot_is_refused_then_recovered_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = {
+        let store = open(dir.path());
+        let ids = (0..20)
+            .map(|i| {
+                let run = run_at(now_ms() + i, "d", RunStatus::Notified);
+                store.put_run(&run).unwrap();
+                run.run_id
+            })
+            .collect();
+        store.flush().unwrap();
+        ids
+    };
+    // sled writes its snapshot when it opens a database: once more.
+    drop(open(dir.path()));
+    let snapshots: Vec<_> = std::fs::read_dir(dir.path().join("db"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+        })
+        .collect();
+    assert!(!snapshots.is_empty(), "sled wrote no snapshot to damage");
+    for snap in &snapshots {
+        let len = std::fs::metadata(snap).unwrap().len() as usize;
+        std::fs::write(snap, vec![0xA5; len.max(64)]).unwrap();
+    }
+
+    let refused = match Store::open(dir.path(), StoreOptions::default()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("opened a store with a damaged snapshot"),
+    };
+    assert!(
+        refused.contains("damaged") && refused.contains("herald store recover"),
+        "{refused}"
+    );
+
+    let recovery = herald::store::recover(dir.path(), &StoreOptions::default()).unwrap();
+    assert_eq!(recovery.runs, 20);
+    assert_eq!(recovery.snapshots_set_aside, snapshots.len());
+    assert!(recovery.damaged_copy.join("db").is_file(), "{recovery:?}");
+    let store = open(dir.path());
+    for id in &ids {
+        assert!(store.get_run(id).unwrap().is_some(), "run {id} lost");
+    }
+}

@@ -31,6 +31,7 @@ mod incidents;
 mod ownership;
 mod payload_files;
 mod records;
+mod recover;
 mod retention;
 
 pub use compact::{Compaction, compact, database_bytes, due, last_compaction};
@@ -41,6 +42,7 @@ pub use incidents::{
     new_incident_id,
 };
 pub use records::{Job, JobKind, PipelineRun, RunError, RunStatus, StageExecution, StageStatus};
+pub use recover::{Recovery, recover};
 pub use retention::{prune_all, spawn_pruner};
 
 use chrono::{DateTime, Utc};
@@ -759,11 +761,26 @@ fn open_db(dir: &Path, path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreE
                 path: dir.to_path_buf(),
                 message: io.to_string(),
             }),
+            Err(e @ sled::Error::Corruption { .. }) => Err(StoreError::Open {
+                path: dir.to_path_buf(),
+                message: format!("{}: {}", describe_corruption(&e), recover::advice(dir)),
+            }),
             Err(other) => Err(StoreError::Open {
                 path: dir.to_path_buf(),
                 message: other.to_string(),
             }),
         };
+    }
+}
+
+/// sled's `Corruption` prints as "Read corrupted data at file offset None
+/// backtrace ()".
+fn describe_corruption(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Corruption { at: Some(at), .. } => {
+            format!("sled found damaged data in its files (at {at})")
+        }
+        _ => "sled found damaged data in its files".to_string(),
     }
 }
 
