@@ -422,7 +422,7 @@ fn recover(setup: Setup, json: bool) -> Result<ExitCode> {
     } else {
         println!(
             "recovered {}: {} runs ({} queued), {} incidents",
-            dir.display(),
+            std::path::absolute(dir).unwrap_or_else(|_| dir.clone()).display(),
             done.runs,
             done.queued_jobs,
             done.incidents
