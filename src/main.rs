@@ -421,10 +421,14 @@ fn recover(setup: Setup, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&done)?);
     } else {
         println!(
-            "recovered {}: {} runs ({} queued), {} incidents",
-            std::path::absolute(dir).unwrap_or_else(|_| dir.clone()).display(),
+            "recovered {}: {} runs ({} queued, of which {} unfinished runs whose job was lost), \
+             {} incidents",
+            std::path::absolute(dir)
+                .unwrap_or_else(|_| dir.clone())
+                .display(),
             done.runs,
             done.queued_jobs,
+            done.requeued,
             done.incidents
         );
         println!(

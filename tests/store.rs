@@ -893,21 +893,25 @@ async fn the_pruner_compacts_online_after_pruning_while_writes_go_on() {
 /// A damaged snapshot keeps sled from opening a store whose log is whole.
 /// herald refuses to start on it and names the command; the recovery
 /// keeps a copy of the damaged files and opens the store from its log,
-/// with every run.
+/// with every run; an unfinished run without its job is queued again.
 #[test]
 fn a_damaged_snapshot_is_refused_then_recovered_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<String> = {
+    let (ids, unfinished) = {
         let store = open(dir.path());
-        let ids = (0..20)
+        let ids: Vec<String> = (0..20)
             .map(|i| {
                 let run = run_at(now_ms() + i, "d", RunStatus::Notified);
                 store.put_run(&run).unwrap();
                 run.run_id
             })
             .collect();
+        // Started, its job lost: what a log read up to its damage can hold.
+        let mut cut = run_at(now_ms() + 100, "d", RunStatus::Checked);
+        cut.completed_at = None;
+        store.put_run(&cut).unwrap();
         store.flush().unwrap();
-        ids
+        (ids, cut.run_id)
     };
     // sled writes its snapshot when it opens a database: once more.
     drop(open(dir.path()));
@@ -937,11 +941,19 @@ fn a_damaged_snapshot_is_refused_then_recovered_whole() {
     );
 
     let recovery = herald::store::recover(dir.path(), &StoreOptions::default()).unwrap();
-    assert_eq!(recovery.runs, 20);
+    assert_eq!(recovery.runs, 21);
+    assert_eq!(recovery.requeued, 1);
     assert_eq!(recovery.snapshots_set_aside, snapshots.len());
     assert!(recovery.damaged_copy.join("db").is_file(), "{recovery:?}");
     let store = open(dir.path());
     for id in &ids {
         assert!(store.get_run(id).unwrap().is_some(), "run {id} lost");
     }
+    let jobs: Vec<String> = store
+        .jobs()
+        .unwrap()
+        .into_iter()
+        .map(|j| j.run_id)
+        .collect();
+    assert_eq!(jobs, [unfinished], "the unfinished run is queued again");
 }

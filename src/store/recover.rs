@@ -13,8 +13,9 @@
 //! from its log, and says what it found — so that an operator decides,
 //! and nothing is thrown away.
 
-use super::{Store, StoreError, StoreOptions, compact};
+use super::{Job, JobKind, RunQuery, Store, StoreError, StoreOptions, compact};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// What a recovery did and found.
@@ -25,6 +26,9 @@ pub struct Recovery {
     pub snapshots_set_aside: usize,
     pub runs: u64,
     pub queued_jobs: usize,
+    /// Unfinished runs whose job the damage took, queued again so that
+    /// they continue from their first stage that did not succeed.
+    pub requeued: usize,
     pub incidents: usize,
 }
 
@@ -99,15 +103,47 @@ pub fn recover(dir: &Path, options: &StoreOptions) -> Result<Recovery, StoreErro
             dir.display()
         ))
     })?;
+    let requeued = requeue_unfinished(&store)?;
     let recovery = Recovery {
         damaged_copy,
         snapshots_set_aside,
         runs: store.run_count(),
         queued_jobs: store.jobs()?.len(),
+        requeued,
         incidents: store.incident_count(),
     };
     store.flush()?;
     Ok(recovery)
+}
+
+/// Queues every unfinished run that has no job: a log read up to its
+/// damage can hold a run's start and not its job, and such a run would
+/// otherwise stay unfinished for good.
+fn requeue_unfinished(store: &Store) -> Result<usize, StoreError> {
+    let queued: HashSet<String> = store.jobs()?.into_iter().map(|j| j.run_id).collect();
+    let mut requeued = 0;
+    let mut cursor = None;
+    loop {
+        let page = store.list_runs(&RunQuery {
+            limit: 1000,
+            cursor,
+            ..RunQuery::default()
+        })?;
+        for run in page.runs {
+            if run.completed_at.is_none() && !queued.contains(&run.run_id) {
+                store.put_job(&Job {
+                    run_id: run.run_id,
+                    kind: JobKind::Run,
+                    enqueued_at: chrono::Utc::now(),
+                })?;
+                requeued += 1;
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(requeued),
+        }
+    }
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
