@@ -9,11 +9,11 @@
 //!
 //! One sample at a time, on one blocking thread: a caller that finds a
 //! sample under way waits for it on the async side, for a while, then takes
-//! the latest snapshot. A sample can get stuck in the kernel — statvfs on a
-//! network file system whose server is gone (sysinfo skips NFS and CIFS,
-//! not sshfs, SMB3 or Ceph) — and callers queueing on its lock would each
-//! hold a blocking thread, one more per check, until the pool the store's
-//! flushes also use was gone and no webhook could be acknowledged.
+//! the latest snapshot. A sample can get stuck in the kernel (a `/proc`
+//! read, a statvfs — though [`mounts`] gives each sample's statvfs calls a
+//! deadline), and callers queueing on its lock would each hold a blocking
+//! thread, one more per check, until the pool the store's flushes also use
+//! was gone and no webhook could be acknowledged.
 
 pub mod mounts;
 pub mod plugin;
