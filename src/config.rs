@@ -19,10 +19,12 @@ pub const SYSTEM_CONFIG: &str = "/etc/herald/config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {source}{hint}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
+        /// Who may read it, when this process may not.
+        hint: String,
     },
     #[error("invalid config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -283,10 +285,7 @@ impl Config {
 
     /// Reads one file; relative paths in it become relative to its directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| read_failed(path, source))?;
         let mut config = Self::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -311,10 +310,7 @@ impl Config {
     pub fn tokens(&self) -> Result<Vec<String>, ConfigError> {
         let mut tokens: Vec<String> = self.auth_tokens.clone();
         if let Some(path) = &self.auth_token_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path).map_err(|source| read_failed(path, source))?;
             tokens.extend(
                 text.lines()
                     .map(str::trim)
@@ -332,6 +328,42 @@ impl Config {
         }
         tokens.retain(|t| !t.trim().is_empty());
         Ok(tokens)
+    }
+
+    /// Whether this config holds secrets: tokens, webhook secrets, notify
+    /// URLs (a Slack webhook URL is its own credential) or headers.
+    fn holds_secrets(&self) -> bool {
+        !self.auth_tokens.is_empty()
+            || !self.webhooks.secrets.is_empty()
+            || self
+                .notify
+                .webhook
+                .values()
+                .any(|c| c.url.is_some() || !c.headers.is_empty())
+    }
+
+    /// Files of this config that hold secrets and that every user can read:
+    /// `file` (the config file it came from) and the token file.
+    pub fn secrets_readable_by_everyone(&self, file: Option<&Path>) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut check = |path: &Path| {
+            if let Some(mode) = readable_by_everyone(path) {
+                found.push(format!(
+                    "{} holds secrets and every user can read it (mode {mode:04o}): \
+                     chmod o-r it (the packaged one is root:herald 0640)",
+                    path.display()
+                ));
+            }
+        };
+        if let Some(file) = file
+            && self.holds_secrets()
+        {
+            check(file);
+        }
+        if let Some(tokens) = &self.auth_token_file {
+            check(tokens);
+        }
+        found
     }
 
     /// What the environment lacks for this config, which does not stop
@@ -419,6 +451,37 @@ mod serde_listen {
         let text = String::deserialize(d)?;
         super::parse_listen(&text).map_err(serde::de::Error::custom)
     }
+}
+
+/// A config or token file that could not be read; when for want of
+/// permission, who may read it (the packaged config.toml is root:herald
+/// 0640, so a login user's `herald runs list` lands here).
+fn read_failed(path: &Path, source: std::io::Error) -> ConfigError {
+    use std::os::unix::fs::MetadataExt;
+    let hint = match std::fs::metadata(path) {
+        Ok(meta) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            let owner = crate::accounts::user_name(meta.uid());
+            format!(
+                "; it is readable by user `{owner}` and group `{}` (mode {:04o}): run as one of \
+                 them (sudo -u {owner} herald …) or join the group",
+                crate::accounts::group_name(meta.gid()),
+                meta.mode() & 0o7777,
+            )
+        }
+        _ => String::new(),
+    };
+    ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+        hint,
+    }
+}
+
+/// Whether a file holds secrets that every user of the host can read.
+fn readable_by_everyone(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(path).ok()?.mode() & 0o7777;
+    (mode & 0o004 != 0).then_some(mode)
 }
 
 fn join_relative(base: &Path, path: &Path) -> PathBuf {

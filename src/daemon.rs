@@ -95,7 +95,7 @@ pub async fn run(
     if tokens.is_empty() && !listen.ip().is_loopback() {
         return Err(DaemonError::OpenListener(listen));
     }
-    warn_of_environment_problems(&config);
+    warn_of_config_problems(&config, reconfigure.file.as_deref());
     let open_files_limit = crate::process_limits::prepare_daemon();
     crate::process_limits::check_room_for_connections(
         open_files_limit,
@@ -306,9 +306,14 @@ pub async fn run(
 
 /// Says, at start and at each config change, what the environment lacks
 /// (a notify channel's `url_env` unset): found now, not at the first
-/// alert that needs it.
-fn warn_of_environment_problems(config: &Config) {
-    for problem in config.environment_problems() {
+/// alert that needs it; and which files holding secrets every user of
+/// the host can read.
+fn warn_of_config_problems(config: &Config, file: Option<&std::path::Path>) {
+    for problem in config
+        .environment_problems()
+        .into_iter()
+        .chain(config.secrets_readable_by_everyone(file))
+    {
         tracing::warn!("{problem}");
     }
 }
@@ -353,7 +358,7 @@ impl Live {
         if *old == new {
             return;
         }
-        warn_of_environment_problems(&new);
+        warn_of_config_problems(&new, self.reconfigure.file.as_deref());
         let mut restart = Vec::new();
         if old.listen != new.listen {
             restart.push("listen");

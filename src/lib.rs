@@ -33,6 +33,7 @@
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over these modules.
 
+pub mod accounts;
 pub mod alerts;
 pub mod config;
 pub mod daemon;

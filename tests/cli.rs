@@ -698,3 +698,34 @@ fn a_data_dir_that_cannot_be_opened_is_named_in_full() {
         &format!("cannot open data dir {}", cwd.path().join("data").display()),
     );
 }
+
+/// The packaged config.toml is root:herald 0640: a login user's `herald
+/// runs list` cannot read it, and is told who can.
+#[test]
+fn an_unreadable_config_says_who_may_read_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root, to run as another user");
+        return;
+    }
+    let ws = Workspace::empty("");
+    std::fs::set_permissions(ws.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = ws.dir.path().join("config.toml");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let bin = ws.dir.path().join("herald");
+    std::fs::copy(BIN, &bin).unwrap();
+    let out = Command::new(&bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["runs", "list"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_clean_error(
+        &out,
+        "it is readable by user `root` and group `root` (mode 0640): run as one of them",
+    );
+}

@@ -1249,3 +1249,26 @@ async fn a_notify_channel_the_environment_leaves_without_a_url_is_reported_at_st
     assert!(!log.contains("notify.webhook.fine"), "{log}");
     assert!(!log.contains("s3cret-token"), "the value was echoed: {log}");
 }
+
+/// A config holding secrets that every user of the host can read is said
+/// at start (the packaged one is root:herald 0640); not once it is not.
+#[tokio::test]
+async fn a_config_with_secrets_readable_by_everyone_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new("auth_tokens = [\"t0ken-for-the-test\"]\n");
+    let config = ws.dir.path().join("config.toml");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut d = ws.start();
+    let warning = format!(
+        "{} holds secrets and every user can read it (mode 0644)",
+        config.display()
+    );
+    assert!(d.log().contains(&warning), "{}", d.log());
+    assert!(!d.log().contains("t0ken-for-the-test"), "{}", d.log());
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(20)), Some(0));
+
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let d = ws.start();
+    assert!(!d.log().contains("holds secrets"), "{}", d.log());
+}
