@@ -499,6 +499,26 @@ fn default_is_reserved_and_files_load_into_a_set() {
     );
 }
 
+/// A byte-order mark (some Windows editors write one) is not an error; a
+/// file far larger than any definition (a log saved as .json) is reported
+/// without being read whole.
+#[test]
+fn a_byte_order_mark_loads_and_a_huge_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"version": "1", "nodes": [{"id": "n", "type": "notify", "config": {"driver": "log"}}]}"#;
+    std::fs::write(dir.path().join("bom.json"), format!("\u{feff}{good}")).unwrap();
+    let huge = std::fs::File::create(dir.path().join("huge.json")).unwrap();
+    huge.set_len(3 << 20).unwrap();
+    let set = DefinitionSet::load_dir(dir.path(), &handlers()).unwrap();
+    assert!(
+        set.get("bom").is_some(),
+        "{:?}",
+        set.invalid("bom").map(|i| i.error.to_string())
+    );
+    let refused = set.invalid("huge").expect("reported").error.to_string();
+    assert!(refused.contains("3.0 MiB is not a definition"), "{refused}");
+}
+
 #[test]
 fn builtin_pipeline_is_ingest_check_analyze_notify() {
     let set = DefinitionSet::with_builtin(&handlers());

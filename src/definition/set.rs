@@ -171,6 +171,10 @@ pub fn definition_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     Ok(files)
 }
 
+/// Larger than any definition: a file past it is a mistake (a log, a dump
+/// saved with a .json name), not read into memory whole.
+pub const MAX_DEFINITION_BYTES: u64 = 1 << 20;
+
 /// The definition name for a file: its stem.
 pub fn definition_name(path: &Path) -> String {
     path.file_stem()
@@ -193,9 +197,30 @@ pub fn load_file(path: &Path, handlers: &HandlerRegistry) -> Result<Definition, 
             )],
         });
     }
+    let too_big = |len: u64| DefinitionError {
+        file: file.clone(),
+        issues: vec![Issue::new(
+            "",
+            format!(
+                "{:.1} MiB is not a definition: a definition file is at most {} MiB (is this the \
+                 right file?)",
+                len as f64 / (1024.0 * 1024.0),
+                MAX_DEFINITION_BYTES >> 20
+            ),
+        )],
+    };
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() > MAX_DEFINITION_BYTES
+    {
+        return Err(too_big(meta.len()));
+    }
     let text = match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
+            // A byte-order mark, as some Windows editors write, is not JSON.
+            Ok(text) => match text.strip_prefix('\u{feff}') {
+                Some(rest) => rest.to_string(),
+                None => text,
+            },
             Err(e) => {
                 return Err(DefinitionError {
                     file,
