@@ -192,6 +192,8 @@ pub async fn run(
         metrics,
         intake,
     ));
+    let watched_intake = app.intake.clone();
+    let watchdog_stop = stop_rx.clone();
     let server = tokio::spawn(http::serve(listener, app.clone(), stop_rx, grace));
     // SIGHUP's handler goes in before the address is announced: its
     // default action would kill a daemon reloaded as soon as it is up.
@@ -217,6 +219,18 @@ pub async fn run(
         queued = queue.depth(),
         "herald started"
     );
+    let systemd = crate::systemd::Notifier::from_env().map(Arc::new);
+    if let Some(systemd) = &systemd {
+        systemd.notify(&format!("READY=1\nSTATUS=listening on {local}"));
+        if let Some(every) = systemd.watchdog_interval() {
+            tokio::spawn(ping_watchdog(
+                systemd.clone(),
+                every,
+                watched_intake,
+                watchdog_stop,
+            ));
+        }
+    }
 
     let live = Arc::new(Live {
         app: app.clone(),
@@ -289,6 +303,9 @@ pub async fn run(
     } else {
         tracing::info!("shutting down: no new requests; finishing what is running");
     }
+    if let Some(systemd) = &systemd {
+        systemd.notify("STOPPING=1");
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::join!(server, supervisor, timers, pruner, probe);
     sampler.abort();
@@ -302,6 +319,37 @@ pub async fn run(
         "stopped; queued jobs resume at the next start"
     );
     Ok(())
+}
+
+/// Pings systemd's watchdog every `every` while the async runtime runs and
+/// the intake, the path of every webhook, gets on: idle, or finished
+/// something since the last ping. A storm's bodies keep it busy for
+/// seconds each but finishing; a hung intake finishes nothing, the pings
+/// stop, and systemd restarts herald (the queue carries its jobs across).
+async fn ping_watchdog(
+    systemd: Arc<crate::systemd::Notifier>,
+    every: std::time::Duration,
+    intake: crate::intake_writer::IntakeWriter,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = intake.progress();
+    loop {
+        let now = intake.progress();
+        if now.moved_on_since(last) {
+            systemd.notify("WATCHDOG=1");
+        } else {
+            tracing::error!(
+                waiting = now.queued - now.done,
+                for_ms = every.as_millis() as u64,
+                "the intake has finished nothing while deliveries wait; not pinging systemd's watchdog"
+            );
+        }
+        last = now;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Says, at start and at each config change, what the environment lacks

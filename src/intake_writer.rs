@@ -26,6 +26,8 @@
 //! caller's side, so that concurrent deliveries share it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -37,6 +39,30 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct IntakeWriter {
     apply: mpsc::Sender<Job>,
     write: mpsc::Sender<Job>,
+    counts: Arc<Counts>,
+}
+
+/// Jobs handed to the two threads, and jobs they have finished.
+#[derive(Default)]
+struct Counts {
+    queued: AtomicU64,
+    done: AtomicU64,
+}
+
+/// How far the threads have got: for a watchdog that must tell a thread
+/// that hangs from one busy with a storm's bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub queued: u64,
+    pub done: u64,
+}
+
+impl Progress {
+    /// Whether, since `earlier`, the threads finished something or have
+    /// nothing to do.
+    pub fn moved_on_since(&self, earlier: Progress) -> bool {
+        self.done >= self.queued || self.done > earlier.done
+    }
 }
 
 /// The thread is gone (it could not be started, or the process is stopping).
@@ -46,10 +72,23 @@ pub struct Stopped;
 
 impl IntakeWriter {
     pub fn start() -> std::io::Result<IntakeWriter> {
+        let counts = Arc::new(Counts::default());
         Ok(IntakeWriter {
-            apply: worker("herald-intake")?,
-            write: worker("herald-intake-write")?,
+            apply: worker("herald-intake", counts.clone())?,
+            write: worker("herald-intake-write", counts.clone())?,
+            counts,
         })
+    }
+
+    /// Jobs handed to the threads so far, and jobs finished.
+    pub fn progress(&self) -> Progress {
+        // `done` first: read the other way, a job finishing in between
+        // could make done pass queued.
+        let done = self.counts.done.load(Ordering::Acquire);
+        Progress {
+            queued: self.counts.queued.load(Ordering::Acquire).max(done),
+            done,
+        }
     }
 
     /// Runs `section` on the apply thread, after every section submitted
@@ -67,8 +106,11 @@ impl IntakeWriter {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let write = self.write.clone();
+        let counts = self.counts.clone();
+        self.counts.queued.fetch_add(1, Ordering::AcqRel);
         let sent = self.apply.send(Box::new(move || {
             let then = section();
+            counts.queued.fetch_add(1, Ordering::AcqRel);
             // A write thread gone drops `then` and `tx`: the caller sees `Stopped`.
             let _ = write.send(Box::new(move || {
                 let _ = tx.send(then());
@@ -88,6 +130,7 @@ impl IntakeWriter {
         F: FnOnce() -> T + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        self.counts.queued.fetch_add(1, Ordering::AcqRel);
         let sent = self.apply.send(Box::new(move || {
             let _ = tx.send(section());
         }));
@@ -99,7 +142,7 @@ impl IntakeWriter {
 }
 
 /// A thread that runs jobs in order until every sender is gone.
-fn worker(name: &str) -> std::io::Result<mpsc::Sender<Job>> {
+fn worker(name: &str, counts: Arc<Counts>) -> std::io::Result<mpsc::Sender<Job>> {
     let (jobs, rx) = mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name(name.into())
@@ -110,6 +153,7 @@ fn worker(name: &str) -> std::io::Result<mpsc::Sender<Job>> {
                 if catch_unwind(AssertUnwindSafe(job)).is_err() {
                     tracing::error!("intake: a delivery panicked; it was not applied");
                 }
+                counts.done.fetch_add(1, Ordering::AcqRel);
             }
         })?;
     Ok(jobs)
@@ -197,5 +241,32 @@ mod tests {
             out.push(w.await.unwrap());
         }
         out
+    }
+
+    /// The watchdog's view: a thread stuck in a job makes no progress
+    /// while work waits; busy but finishing, or idle, does.
+    #[tokio::test]
+    async fn progress_tells_a_stuck_thread_from_a_busy_one() {
+        let writer = IntakeWriter::start().unwrap();
+        let idle = writer.progress();
+        assert!(idle.moved_on_since(idle), "idle: {idle:?}");
+
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let stuck = writer.run(move || {
+            let _ = released.recv();
+        });
+        let waiting = writer.run(|| ());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let before = writer.progress();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let after = writer.progress();
+        assert!(!after.moved_on_since(before), "{before:?} then {after:?}");
+
+        release.send(()).unwrap();
+        stuck.await.unwrap();
+        waiting.await.unwrap();
+        let done = writer.progress();
+        assert!(done.moved_on_since(after), "{after:?} then {done:?}");
+        assert_eq!(done.done, done.queued);
     }
 }

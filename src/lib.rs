@@ -51,4 +51,5 @@ pub mod payload;
 pub mod process_limits;
 pub mod scheduler;
 pub mod store;
+pub mod systemd;
 pub mod watch;

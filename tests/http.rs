@@ -1272,3 +1272,61 @@ async fn a_config_with_secrets_readable_by_everyone_is_reported() {
     let d = ws.start();
     assert!(!d.log().contains("holds secrets"), "{}", d.log());
 }
+
+/// Under the packaged unit's Type=notify and WatchdogSec=, herald tells
+/// systemd it is ready once it listens, pings the watchdog while its
+/// intake gets on, and says when it is stopping.
+#[tokio::test]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    let ws = Workspace::new("");
+    let socket_path = ws.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut d = ws.start_with(
+        &[],
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let recv = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let next = || recv().expect("a message from herald");
+    let ready = next();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=listening on 127.0.0.1:"),
+        "{ready}"
+    );
+    // The address herald announces is the one it listens on by then.
+    assert!(
+        ready.ends_with(
+            d.url("")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+        ),
+        "{ready}"
+    );
+    for _ in 0..3 {
+        assert_eq!(next(), "WATCHDOG=1");
+    }
+    d.signal("TERM");
+    let mut rest = Vec::new();
+    while let Some(message) = recv() {
+        let stopping = message == "STOPPING=1";
+        rest.push(message);
+        if stopping {
+            break;
+        }
+    }
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{rest:?}"
+    );
+    assert_eq!(d.wait(Duration::from_secs(20)), Some(0));
+}
