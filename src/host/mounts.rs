@@ -59,6 +59,15 @@ const PSEUDO_FS: &[&str] = &[
     "selinuxfs",
 ];
 
+/// Where container runtimes mount each container's root and volumes: one
+/// mount per container, each the host's own disk seen again.
+const CONTAINER_MOUNTS: &[&str] = &[
+    "/var/lib/docker/",
+    "/var/lib/containers/",
+    "/var/lib/kubelet/",
+    "/var/lib/containerd/",
+];
+
 /// File systems served from elsewhere: probed for an answer only.
 const NETWORK_FS: &[&str] = &[
     "nfs",
@@ -210,8 +219,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The mounts in `/proc/self/mounts` text worth reading: pseudo and
 /// read-only image file systems left out, `/proc`, `/sys` and `/run`
-/// (but `/run/media`) left out, one entry per mount point (the last,
-/// which is the one a path there reaches).
+/// (but `/run/media`) left out, container runtimes' mounts left out, one
+/// entry per mount point (the last, which is the one a path there
+/// reaches).
 pub fn parse_mounts(text: &str) -> Vec<Mount> {
     let mut out: Vec<Mount> = Vec::new();
     for line in text.lines() {
@@ -224,7 +234,8 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         let point = unescape(point);
         let ignored_point = point.starts_with("/proc")
             || point.starts_with("/sys")
-            || (point.starts_with("/run") && !point.starts_with("/run/media"));
+            || (point.starts_with("/run") && !point.starts_with("/run/media"))
+            || CONTAINER_MOUNTS.iter().any(|dir| point.starts_with(dir));
         if PSEUDO_FS.contains(&fs_type) || ignored_point || source.starts_with("sunrpc") {
             continue;
         }
@@ -275,6 +286,8 @@ tmpfs /run tmpfs rw 0 0
 server:/export /mnt/share nfs4 rw 0 0
 /dev/sdc1 /srv/my\\040data xfs rw 0 0
 /dev/sdd1 /srv/my\\040data ext4 rw 0 0
+overlay /var/lib/docker/overlay2/0123abcd/merged overlay rw 0 0
+/dev/sda1 /var/lib/kubelet/pods/x/volumes/y ext4 rw 0 0
 ";
         let mounts = parse_mounts(text);
         let points: Vec<&str> = mounts.iter().map(|m| m.point.as_str()).collect();
