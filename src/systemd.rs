@@ -7,8 +7,8 @@
 //! ordered after it, and `systemctl start` itself, wait for a daemon that
 //! answers — and sees it `STOPPING=1`. With `WatchdogSec=`, herald pings
 //! (`WATCHDOG=1`) only while its intake, the path every webhook takes,
-//! still answers: a daemon hung there is killed and restarted, and the
-//! durable queue carries its jobs across.
+//! gets on (idle, or finishing what it was given): a daemon hung there is
+//! killed and restarted, and the durable queue carries its jobs across.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
