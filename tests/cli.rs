@@ -729,3 +729,62 @@ fn an_unreadable_config_says_who_may_read_it() {
         "it is readable by user `root` and group `root` (mode 0640): run as one of them",
     );
 }
+
+/// `serve` refuses a store whose snapshot is damaged, naming the command;
+/// `herald store recover` brings every run back, and `serve` starts.
+#[test]
+fn store_recover_brings_back_a_store_with_a_damaged_snapshot() {
+    let ws = Workspace::shipped();
+    let run_ids: Vec<String> = (0..3)
+        .map(|_| {
+            ws.json(&["run", "health-check", "--json"])["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let db = ws.dir.path().join("data").join("db");
+    let snapshots: Vec<PathBuf> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+        })
+        .collect();
+    assert!(
+        !snapshots.is_empty(),
+        "no snapshot to damage in {}",
+        db.display()
+    );
+    for snap in &snapshots {
+        std::fs::write(snap, vec![0x5A; 256]).unwrap();
+    }
+
+    // sled logs its own warning first; herald's error follows.
+    let refused = ws.herald(&["serve", "--listen", "127.0.0.1:0"]);
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("error: cannot open data dir")
+            && err.contains("the database is damaged")
+            && err.contains("herald store recover"),
+        "{err}"
+    );
+
+    let recovery = ws.json(&["store", "recover", "--json"]);
+    assert_eq!(recovery["runs"], 3, "{recovery:#}");
+    let copy = PathBuf::from(recovery["damaged_copy"].as_str().unwrap());
+    assert!(copy.join("db").is_file(), "{recovery:#}");
+    for id in &run_ids {
+        assert_eq!(
+            ws.json(&["runs", "show", id, "--json"])["run_id"],
+            id.as_str()
+        );
+    }
+    let (mut serve, _) = ws.serve();
+    assert_eq!(send_sigterm_and_wait(&mut serve), Some(0));
+}
