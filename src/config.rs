@@ -461,10 +461,17 @@ fn read_failed(path: &Path, source: std::io::Error) -> ConfigError {
     let hint = match std::fs::metadata(path) {
         Ok(meta) if source.kind() == std::io::ErrorKind::PermissionDenied => {
             let owner = crate::accounts::user_name(meta.uid());
+            let group = crate::accounts::group_name(meta.gid());
+            // root:herald: the service's user, named like its group, is
+            // the one to suggest.
+            let suggest = if meta.uid() == 0 && meta.gid() != 0 {
+                &group
+            } else {
+                &owner
+            };
             format!(
-                "; it is readable by user `{owner}` and group `{}` (mode {:04o}): run as one of \
-                 them (sudo -u {owner} herald …) or join the group",
-                crate::accounts::group_name(meta.gid()),
+                "; it is readable by user `{owner}` and group `{group}` (mode {:04o}): run as one \
+                 of them (sudo -u {suggest} herald …) or join the group",
                 meta.mode() & 0o7777,
             )
         }

@@ -728,6 +728,25 @@ fn an_unreadable_config_says_who_may_read_it() {
         &out,
         "it is readable by user `root` and group `root` (mode 0640): run as one of them",
     );
+
+    // root:<group>, as the packaged root:herald: the group's namesake is
+    // the user to suggest.
+    std::os::unix::fs::chown(&config, Some(0), Some(1)).unwrap();
+    let group = herald::accounts::group_name(1);
+    let out = Command::new(&bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["runs", "list"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_clean_error(&out, &format!("and group `{group}`"));
+    assert!(
+        stderr(&out).contains(&format!("sudo -u {group} herald")),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `serve` refuses a store whose snapshot is damaged, naming the command;
