@@ -716,16 +716,18 @@ fn an_unreadable_config_says_who_may_read_it() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
     let bin = ws.dir.path().join("herald");
     std::fs::copy(BIN, &bin).unwrap();
-    let out = Command::new(&bin)
-        .arg("--config")
-        .arg(&config)
-        .args(["runs", "list"])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let runs_list_as_nobody = || {
+        Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["runs", "list"])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
     assert_clean_error(
-        &out,
+        &runs_list_as_nobody(),
         "it is readable by user `root` and group `root` (mode 0640): run as one of them",
     );
 
@@ -733,14 +735,7 @@ fn an_unreadable_config_says_who_may_read_it() {
     // the user to suggest.
     std::os::unix::fs::chown(&config, Some(0), Some(1)).unwrap();
     let group = herald::accounts::group_name(1);
-    let out = Command::new(&bin)
-        .arg("--config")
-        .arg(&config)
-        .args(["runs", "list"])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let out = runs_list_as_nobody();
     assert_clean_error(&out, &format!("and group `{group}`"));
     assert!(
         stderr(&out).contains(&format!("sudo -u {group} herald")),
@@ -762,25 +757,7 @@ fn store_recover_brings_back_a_store_with_a_damaged_snapshot() {
                 .to_string()
         })
         .collect();
-    let db = ws.dir.path().join("data").join("db");
-    let snapshots: Vec<PathBuf> = std::fs::read_dir(&db)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("snap.")
-        })
-        .collect();
-    assert!(
-        !snapshots.is_empty(),
-        "no snapshot to damage in {}",
-        db.display()
-    );
-    for snap in &snapshots {
-        std::fs::write(snap, vec![0x5A; 256]).unwrap();
-    }
+    support::damage_sled_snapshots(&ws.dir.path().join("data").join("db"));
 
     // sled logs its own warning first; herald's error follows.
     let refused = ws.herald(&["serve", "--listen", "127.0.0.1:0"]);

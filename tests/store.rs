@@ -1,6 +1,8 @@
 //! The sled store: round trip, newest-first pagination and filters, reopen
 //! after close, retention by age and by count, and the in-use error.
 
+mod support;
+
 use chrono::{Duration as ChronoDuration, Utc};
 use herald::store::{
     PipelineRun, RunQuery, RunStatus, StageExecution, StageStatus, Store, StoreError, StoreOptions,
@@ -915,21 +917,7 @@ fn a_damaged_snapshot_is_refused_then_recovered_whole() {
     };
     // sled writes its snapshot when it opens a database: once more.
     drop(open(dir.path()));
-    let snapshots: Vec<_> = std::fs::read_dir(dir.path().join("db"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("snap.")
-        })
-        .collect();
-    assert!(!snapshots.is_empty(), "sled wrote no snapshot to damage");
-    for snap in &snapshots {
-        let len = std::fs::metadata(snap).unwrap().len() as usize;
-        std::fs::write(snap, vec![0xA5; len.max(64)]).unwrap();
-    }
+    let snapshots = support::damage_sled_snapshots(&dir.path().join("db"));
 
     let refused = match Store::open(dir.path(), StoreOptions::default()) {
         Err(e) => e.to_string(),
@@ -943,7 +931,7 @@ fn a_damaged_snapshot_is_refused_then_recovered_whole() {
     let recovery = herald::store::recover(dir.path(), &StoreOptions::default()).unwrap();
     assert_eq!(recovery.runs, 21);
     assert_eq!(recovery.requeued, 1);
-    assert_eq!(recovery.snapshots_set_aside, snapshots.len());
+    assert_eq!(recovery.snapshots_set_aside, snapshots);
     assert!(recovery.damaged_copy.join("db").is_file(), "{recovery:?}");
     let store = open(dir.path());
     for id in &ids {

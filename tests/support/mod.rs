@@ -158,3 +158,29 @@ impl Drop for Receiver {
         self.task.abort();
     }
 }
+
+/// Overwrites the snapshot files of the sled database in `db` (as a crash
+/// on a disk that lies about fsync could leave them) and answers how many
+/// there were; the test fails when there are none to damage.
+pub fn damage_sled_snapshots(db: &std::path::Path) -> usize {
+    let snapshots: Vec<PathBuf> = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+        })
+        .collect();
+    assert!(
+        !snapshots.is_empty(),
+        "no snapshot to damage in {}",
+        db.display()
+    );
+    for snap in &snapshots {
+        let len = std::fs::metadata(snap).unwrap().len() as usize;
+        std::fs::write(snap, vec![0xA5; len.max(64)]).unwrap();
+    }
+    snapshots.len()
+}
