@@ -490,6 +490,83 @@ async fn webhook_body_limit_is_separate_and_larger() {
     );
 }
 
+/// A body sent with `Content-Encoding: gzip` or `deflate` is the same
+/// document as sent plain; any other encoding, a damaged stream, or one
+/// that inflates past the limit is refused and changes nothing.
+#[tokio::test]
+async fn compressed_bodies_are_read_and_other_encodings_refused() {
+    use std::io::Write;
+    let ws = Workspace::new("[server]\nmax_webhook_body_bytes = 100000\n");
+    let d = ws.start();
+    let url = d.url("/alerts/webhook/alertmanager/");
+    let plain = std::fs::read(support::fixture("alertmanager-0.25-webhook-firing.json")).unwrap();
+    let gzip = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+
+    let zipped = raw(&url, gzip(&plain), &[("content-encoding", "gzip")]).await;
+    assert_eq!(zipped.status, StatusCode::ACCEPTED, "{:#}", zipped.body);
+    assert_eq!(zipped.body["changes"]["opened"], 1);
+    // The same alert sent plain is a re-send of the one just read.
+    let again = raw(&url, plain.clone(), &[]).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{:#}", again.body);
+    assert_eq!(again.body["changes"]["unchanged"], 1, "{:#}", again.body);
+
+    // deflate, on the API's pipeline endpoint.
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(json!({"payload": alert()}).to_string().as_bytes())
+        .unwrap();
+    let deflated = raw(
+        &d.url("/orchestration/pipeline/"),
+        z.finish().unwrap(),
+        &[("content-encoding", "deflate")],
+    )
+    .await;
+    assert_eq!(deflated.status, StatusCode::ACCEPTED, "{:#}", deflated.body);
+
+    let run_count =
+        async || get(&d, "/orchestration/pipelines/?limit=1000").await.body["count"].clone();
+    let runs_before = run_count().await;
+    assert_eq!(runs_before, 2, "one run for each accepted body");
+    let br = raw(&url, plain.clone(), &[("content-encoding", "br")]).await;
+    assert_error(
+        &br,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_encoding",
+    );
+    assert!(
+        br.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gzip"),
+        "{:#}",
+        br.body
+    );
+    // 10 MB of spaces: 10 kB of gzip, a hundred times the limit inflated.
+    let bomb = raw(
+        &url,
+        gzip(&vec![b' '; 10 << 20]),
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_error(&bomb, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    let zipped = gzip(&plain);
+    let cut = raw(
+        &url,
+        zipped[..zipped.len() / 2].to_vec(),
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_error(&cut, StatusCode::BAD_REQUEST, "bad_encoding");
+    assert_eq!(
+        run_count().await,
+        runs_before,
+        "a refused body started nothing"
+    );
+}
+
 /// A storm-sized body (over 1 MiB) is kept as a file beside sled, written
 /// before the 202; its run reads it back, and so does a restarted daemon.
 #[tokio::test]

@@ -57,6 +57,11 @@ impl ApiError {
         self.0.status
     }
 
+    /// What the client is told.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.0.details = details;
         self
