@@ -731,6 +731,17 @@ fn wait_child(child: &mut std::process::Child, timeout: Duration) -> std::proces
     }
 }
 
+/// Waits until the daemon's log holds `needle` (at most 10 s).
+async fn wait_for_log(d: &Daemon, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if d.log().contains(needle) || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 #[tokio::test]
 async fn webhook_signatures_when_a_source_has_a_secret() {
     let ws = Workspace::new("[webhooks.secrets]\nalertmanager = \"hush\"\n");
@@ -751,6 +762,27 @@ async fn webhook_signatures_when_a_source_has_a_secret() {
     let sig = herald::http::sign("hush", &body);
     let ok = raw(&url, body, &[("x-herald-signature", &sig)]).await;
     assert_eq!(ok.status, StatusCode::ACCEPTED, "{:#}", ok.body);
+
+    // The sender's log is on another host: herald says it refused, once a
+    // minute for the same reason.
+    wait_for_log(&d, "webhook refused").await;
+    // Time for a second line, if there were one, to come through the pipe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = d.log();
+    let lines: Vec<&str> = refused
+        .lines()
+        .filter(|l| l.contains("webhook refused"))
+        .collect();
+    assert_eq!(lines.len(), 1, "two refusals, one line:\n{refused}");
+    for part in [
+        "127.0.0.1",
+        "401",
+        "bad_signature",
+        "/alerts/webhook/alertmanager/",
+        "signature",
+    ] {
+        assert!(lines[0].contains(part), "no {part}: {}", lines[0]);
+    }
     // Sources without a secret need no signature.
     assert_eq!(
         post(&d, "/alerts/webhook/generic/", alert()).await.status,

@@ -13,6 +13,7 @@ mod definitions;
 mod incidents;
 mod ops;
 mod pipelines;
+mod refusals;
 mod response;
 pub mod router;
 mod webhooks;
@@ -60,6 +61,7 @@ pub struct App {
     pub intake: crate::intake_writer::IntakeWriter,
     tokens: ArcSwap<Tokens>,
     limiter: ArcSwapOption<RateLimiter>,
+    refusals: refusals::Refusals,
 }
 
 impl App {
@@ -93,6 +95,7 @@ impl App {
             scheduler,
             metrics,
             intake,
+            refusals: refusals::Refusals::default(),
         }
     }
 }
@@ -217,24 +220,45 @@ async fn dispatch_checked(
     route: Route,
     req: Request<Incoming>,
 ) -> Resp {
+    // A webhook refused is said in herald's log too: its sender's log is
+    // elsewhere.
+    let webhook = match &route {
+        Route::Webhook(driver) => Some((
+            webhooks::driver_label(driver.as_deref()),
+            req.uri().path().to_string(),
+        )),
+        _ => None,
+    };
+    match authorize_then_dispatch(app, peer, route, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let Some((driver, path)) = webhook
+                && e.status().is_client_error()
+            {
+                app.refusals.note(driver, peer.ip(), &path, &e);
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn authorize_then_dispatch(
+    app: &App,
+    peer: SocketAddr,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let token = if route.is_open() {
         None
     } else {
-        match app.tokens.load().check(req.headers()) {
-            Ok(t) => t,
-            Err(e) => return e.into_response(),
-        }
+        app.tokens.load().check(req.headers())?
     };
     if let Some(limiter) = app.limiter.load_full()
         && !route.is_open()
-        && let Err(e) = limiter.check(token.as_deref(), peer.ip())
     {
-        return e.into_response();
+        limiter.check(token.as_deref(), peer.ip())?;
     }
-    match dispatch(app, route, req).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    dispatch(app, route, req).await
 }
 
 async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Resp, ApiError> {

@@ -57,6 +57,11 @@ impl ApiError {
         self.0.status
     }
 
+    /// The error's code, as the client gets it.
+    pub fn code(&self) -> &'static str {
+        self.0.code
+    }
+
     /// What the client is told.
     pub fn message(&self) -> &str {
         &self.0.message

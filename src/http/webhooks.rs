@@ -22,17 +22,22 @@ pub fn probe() -> Resp {
     json(StatusCode::OK, &json!({"status": "ready"}))
 }
 
+/// The driver a webhook path names, as a label for `/metrics` and the log:
+/// `auto` for none, `unknown` for one herald does not know (any other
+/// string would add a series to /metrics for good).
+pub fn driver_label(driver: Option<&str>) -> &'static str {
+    match driver {
+        None => "auto",
+        Some(d) => alerts::detect::known(d).unwrap_or("unknown"),
+    }
+}
+
 pub async fn accept(
     app: &App,
     driver: Option<&str>,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    // A driver named in the path is a label only if herald knows it: any
-    // other string would add a series to /metrics for good.
-    let label = match driver {
-        None => "auto",
-        Some(d) => alerts::detect::known(d).unwrap_or("unknown"),
-    };
+    let label = driver_label(driver);
     let result = accept_inner(app, driver, req).await;
     let outcome = match &result {
         Ok(_) => "accepted",
