@@ -230,6 +230,9 @@ pub struct NotifyConfig {
     pub webhook: BTreeMap<String, WebhookChannel>,
 }
 
+/// Each notify channel's extra CA certificates, PEM, by channel name.
+pub type ChannelCas = BTreeMap<String, Vec<u8>>;
+
 /// Where a `webhook` notify node posts. Give `url`, or `url_env` naming an
 /// environment variable that holds it (keeps the secret out of the file).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -239,6 +242,10 @@ pub struct WebhookChannel {
     pub url_env: Option<String>,
     /// Extra headers, e.g. an Authorization header for the receiver.
     pub headers: BTreeMap<String, String>,
+    /// PEM certificates of CAs to trust for this channel's https URL,
+    /// besides the public roots herald ships: a receiver inside the
+    /// network, behind a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl WebhookChannel {
@@ -295,6 +302,9 @@ impl Config {
             config.data_dir = join_relative(base, &config.data_dir);
             config.definitions_dir = join_relative(base, &config.definitions_dir);
             config.auth_token_file = config.auth_token_file.map(|f| join_relative(base, &f));
+            for channel in config.notify.webhook.values_mut() {
+                channel.ca_file = channel.ca_file.take().map(|f| join_relative(base, &f));
+            }
         }
         Ok(config)
     }
@@ -304,6 +314,34 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The PEM text of each notify channel's `ca_file`, checked to hold at
+    /// least one certificate; read at start and at each reload, like the
+    /// token file.
+    pub fn channel_cas(&self) -> Result<ChannelCas, ConfigError> {
+        let mut cas = ChannelCas::new();
+        for (name, channel) in &self.notify.webhook {
+            let Some(path) = &channel.ca_file else {
+                continue;
+            };
+            let invalid = |what: String| ConfigError::Invalid {
+                path: path.clone(),
+                message: format!("notify.webhook.{name}.ca_file: {what}"),
+            };
+            let pem = std::fs::read(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => {}
+                Ok(_) => {
+                    return Err(invalid(
+                        "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_string(),
+                    ));
+                }
+                Err(e) => return Err(invalid(format!("not a PEM certificate bundle: {e}"))),
+            }
+            cas.insert(name.clone(), pem);
+        }
+        Ok(cas)
     }
 
     /// Every API token from the file, the token file and the environment.

@@ -7,7 +7,7 @@
 //! so that the other subcommands can reach it over HTTP instead of opening
 //! the store (sled allows one process per data dir).
 
-use crate::config::{Config, ConfigError};
+use crate::config::{ChannelCas, Config, ConfigError};
 use crate::definition::{DefinitionSet, SharedDefinitions};
 use crate::engine::Engine;
 use crate::engine::queue::Queue;
@@ -92,6 +92,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let tokens = config.tokens()?;
+    let cas = config.channel_cas()?;
     if tokens.is_empty() && !listen.ip().is_loopback() {
         return Err(DaemonError::OpenListener(listen));
     }
@@ -105,7 +106,11 @@ pub async fn run(
     compact_if_due(&config, &store_options).await;
     let store = Store::open(&config.data_dir, store_options)?;
     let metrics = Arc::new(Metrics::new());
-    let services = Arc::new(Services::new(config.clone()));
+    let services = Arc::new(Services::with_host(
+        Arc::new(crate::host::HostSampler::new()),
+        config.clone(),
+        &cas,
+    ));
     let host = services.host.clone();
     let sampler = services.host.spawn_background(config.host.sample_interval);
     let handlers = HandlerRegistry::builtin(services);
@@ -239,6 +244,7 @@ pub async fn run(
         host,
         worker_count: worker_count_tx,
         reconfigure,
+        cas: std::sync::Mutex::new(cas),
     });
     let config_watch = live.reconfigure.file.as_ref().and_then(|file| {
         let dir = file
@@ -374,6 +380,9 @@ struct Live {
     host: Arc<crate::host::HostSampler>,
     worker_count: watch::Sender<usize>,
     reconfigure: Reconfigure,
+    /// The notify channels' CA files as last read: one can change while
+    /// config.toml does not.
+    cas: std::sync::Mutex<ChannelCas>,
 }
 
 impl Live {
@@ -402,8 +411,19 @@ impl Live {
                 return;
             }
         };
+        let cas = match new.channel_cas() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    reason = why,
+                    "config reload refused, the running config stays: {e}"
+                );
+                return;
+            }
+        };
+        let cas_changed = *self.cas.lock().unwrap_or_else(|p| p.into_inner()) != cas;
         let old = self.app.config.load_full();
-        if *old == new {
+        if *old == new && !cas_changed {
             return;
         }
         warn_of_config_problems(&new, self.reconfigure.file.as_deref());
@@ -444,14 +464,12 @@ impl Live {
         );
         let _ = self.worker_count.send(new.queue.worker_count());
         let new = Arc::new(new);
-        if old.notify != new.notify || old.host.plugin_dirs != new.host.plugin_dirs {
-            // Notify channels and plugin dirs are part of how nodes are built:
-            // rebuild the handlers and parse every definition again.
-            let services = Arc::new(Services {
-                host: self.host.clone(),
-                http: reqwest::Client::new(),
-                config: new.clone(),
-            });
+        if old.notify != new.notify || old.host.plugin_dirs != new.host.plugin_dirs || cas_changed {
+            // Notify channels (and their CAs) and plugin dirs are part of
+            // how nodes are built: rebuild the handlers and parse every
+            // definition again.
+            let services = Arc::new(Services::with_host(self.host.clone(), new.clone(), &cas));
+            *self.cas.lock().unwrap_or_else(|p| p.into_inner()) = cas;
             self.reloader
                 .set_handlers(HandlerRegistry::builtin(services));
             if let Err(e) = self.reloader.rescan() {

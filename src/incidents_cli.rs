@@ -230,7 +230,7 @@ pub async fn ingest(
     };
     let report = match setup.backend()? {
         Backend::Local(store) => {
-            let handlers = setup.handlers();
+            let handlers = setup.handlers()?;
             let set = setup.definitions(&handlers)?;
             let triggered: Vec<_> = set
                 .valid()

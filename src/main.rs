@@ -290,8 +290,10 @@ impl Setup {
         })
     }
 
-    fn handlers(&self) -> HandlerRegistry {
-        HandlerRegistry::builtin(Arc::new(Services::new(self.config.clone())))
+    fn handlers(&self) -> Result<HandlerRegistry> {
+        Ok(HandlerRegistry::builtin(Arc::new(Services::checked(
+            self.config.clone(),
+        )?)))
     }
 
     fn definitions(&self, handlers: &HandlerRegistry) -> Result<DefinitionSet> {
@@ -600,7 +602,7 @@ async fn run(setup: Setup, args: RunArgs) -> Result<ExitCode> {
             return Ok(exit_for(&result));
         }
     };
-    let handlers = setup.handlers();
+    let handlers = setup.handlers()?;
     let set = setup.definitions(&handlers)?;
     let definition = find_definition(&set, &args.name)?;
     let engine = Engine::new(Some(store.clone()));
@@ -743,7 +745,7 @@ const DEFAULT_HOST_CHECKS: &str = r#"{"version": "1", "nodes": [{"id": "check", 
   "config": {"checks": ["cpu", "memory", "disk", "inodes", "temperature", "reboot", "raid"]}}]}"#;
 
 async fn check(setup: Setup, definition: Option<String>, json: bool) -> Result<ExitCode> {
-    let services = Arc::new(Services::new(setup.config.clone()));
+    let services = Arc::new(Services::checked(setup.config.clone())?);
     let host = services.host.clone();
     let handlers = HandlerRegistry::builtin(services);
     let checks = match &definition {
@@ -846,7 +848,7 @@ async fn check(setup: Setup, definition: Option<String>, json: bool) -> Result<E
 }
 
 fn validate(setup: Setup, paths: Vec<PathBuf>) -> Result<ExitCode> {
-    let handlers = setup.handlers();
+    let handlers = setup.handlers()?;
     let paths = if paths.is_empty() {
         vec![setup.config.definitions_dir.clone()]
     } else {
@@ -905,7 +907,7 @@ async fn definitions(setup: Setup, json: bool) -> Result<ExitCode> {
     let items = match from_daemon {
         Some(items) => items,
         None => {
-            let handlers = setup.handlers();
+            let handlers = setup.handlers()?;
             setup.definitions(&handlers)?.summaries()
         }
     };
@@ -1000,7 +1002,7 @@ async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
             let run = store
                 .get_run(&run_id)?
                 .ok_or_else(|| anyhow!("no run with id {run_id}"))?;
-            let handlers = setup.handlers();
+            let handlers = setup.handlers()?;
             let set = setup.definitions(&handlers)?;
             let definition = find_definition(&set, &run.definition)?;
             let engine = Engine::new(Some(store.clone()));

@@ -567,6 +567,87 @@ async fn compressed_bodies_are_read_and_other_encodings_refused() {
     );
 }
 
+/// A notify channel on https behind a private CA: refused without its
+/// `ca_file` (the error says why), delivered with it; a `ca_file` that
+/// holds no certificate stops herald from starting, naming it.
+#[tokio::test]
+async fn a_channel_behind_a_private_ca_is_trusted_through_its_ca_file() {
+    let receiver = Receiver::start_tls().await;
+    let ca = support::fixture("tls/ca.pem");
+    let ws = Workspace::new(&format!(
+        "[notify.webhook.internal]\nurl = \"{url}\"\nca_file = \"{ca}\"\n\
+         [notify.webhook.public]\nurl = \"{url}\"\n",
+        url = receiver.url("/hook"),
+        ca = ca.display()
+    ));
+    for channel in ["internal", "public"] {
+        ws.definition(
+            channel,
+            &json!({"version": "1", "nodes": [
+                {"id": "notify", "type": "notify", "retries": 0,
+                 "config": {"driver": "webhook", "channel": channel}}]}),
+        );
+    }
+    let d = ws.start();
+    let execute = async |name: &str| {
+        post(
+            &d,
+            &format!("/orchestration/definitions/{name}/execute/"),
+            json!({"payload": alert()}),
+        )
+        .await
+    };
+
+    let public = execute("public").await;
+    assert_eq!(public.status, StatusCode::OK, "{:#}", public.body);
+    assert_eq!(public.body["status"], "FAILED", "{:#}", public.body);
+    let error = public.body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("UnknownIssuer") && error.contains("ca_file"),
+        "says why, and what to do: {error}"
+    );
+    assert!(
+        !error.contains(&receiver.url("/hook")),
+        "never the URL: {error}"
+    );
+    assert!(receiver.received().is_empty(), "nothing got through");
+
+    let internal = execute("internal").await;
+    assert_eq!(internal.body["status"], "NOTIFIED", "{:#}", internal.body);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/hook");
+    assert!(
+        got[0]
+            .header("user-agent")
+            .unwrap_or("")
+            .starts_with("herald/"),
+        "{:?}",
+        got[0].headers
+    );
+    drop(d);
+
+    // Not a certificate: herald does not start, and says which file.
+    let wrong = ws.dir.path().join("not-a-ca.pem");
+    std::fs::write(&wrong, "just text\n").unwrap();
+    ws.write_config(&format!(
+        "[notify.webhook.internal]\nurl = \"{}\"\nca_file = \"{}\"\n",
+        receiver.url("/hook"),
+        wrong.display()
+    ));
+    let out = ws.command(&["serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("notify.webhook.internal.ca_file") && err.contains("not-a-ca.pem"),
+        "{err}"
+    );
+    assert!(err.contains("no PEM certificate"), "{err}");
+}
+
 /// A storm-sized body (over 1 MiB) is kept as a file beside sled, written
 /// before the 202; its run reads it back, and so does a restarted daemon.
 #[tokio::test]

@@ -383,3 +383,33 @@ async fn listed_with(d: &Daemon, token: &str, name: &str) -> Value {
         .cloned()
         .unwrap_or(Value::Null)
 }
+
+/// A channel's CA file replaced while config.toml stays the same (a CA
+/// rotated, or the wrong one fixed): the next notify trusts the new one.
+#[tokio::test]
+async fn a_replaced_ca_file_is_trusted_without_a_restart() {
+    let receiver = support::Receiver::start_tls().await;
+    let ws = Workspace::new("");
+    let ca_file = ws.dir.path().join("internal-ca.pem");
+    // The receiver's own certificate is not the CA that signed it.
+    std::fs::copy(support::fixture("tls/receiver.pem"), &ca_file).unwrap();
+    ws.write_config(&format!(
+        "[notify.webhook.internal]\nurl = \"{}\"\nca_file = \"internal-ca.pem\"\n",
+        receiver.url("/hook")
+    ));
+    ws.definition(
+        "page",
+        &json!({"version": "1", "nodes": [{"id": "n", "type": "notify", "retries": 0,
+            "config": {"driver": "webhook", "channel": "internal"}}]}),
+    );
+    let d = ws.start();
+    let (_, first) = execute(&d, "page").await;
+    assert_eq!(first["status"], "FAILED", "{first:#}");
+
+    std::fs::copy(support::fixture("tls/ca.pem"), &ca_file).unwrap();
+    eventually("the new CA is trusted", || async {
+        execute(&d, "page").await.1["status"] == "NOTIFIED"
+    })
+    .await;
+    assert!(!receiver.received().is_empty());
+}

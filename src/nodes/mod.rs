@@ -16,7 +16,7 @@ pub mod intelligence;
 pub mod notify;
 pub mod transform;
 
-use crate::config::Config;
+use crate::config::{ChannelCas, Config, ConfigError};
 use crate::host::HostSampler;
 use crate::payload::Payload;
 use serde_json::Value;
@@ -207,25 +207,72 @@ impl NodeContext<'_> {
     }
 }
 
-/// What handlers share: the host sampler, an HTTP client, the notify channels.
+/// What handlers share: the host sampler, HTTP clients, the notify channels.
 pub struct Services {
     pub host: Arc<HostSampler>,
+    /// The client for every outbound request, trusting the public roots.
     pub http: reqwest::Client,
+    /// Clients for the notify channels with a `ca_file`: they trust its
+    /// CAs as well.
+    channel_http: BTreeMap<String, reqwest::Client>,
     pub config: Arc<Config>,
 }
 
 impl Services {
+    /// Services with a host sampler of their own; a notify channel's
+    /// `ca_file` that cannot be used is logged and left out (tests,
+    /// benches). The daemon and the CLI use [`Services::checked`].
     pub fn new(config: Arc<Config>) -> Self {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let cas = config.channel_cas().unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            ChannelCas::new()
+        });
+        Self::with_host(Arc::new(HostSampler::new()), config, &cas)
+    }
+
+    /// Services with a host sampler of their own, or the error of a notify
+    /// channel's `ca_file`.
+    pub fn checked(config: Arc<Config>) -> Result<Self, ConfigError> {
+        let cas = config.channel_cas()?;
+        Ok(Self::with_host(Arc::new(HostSampler::new()), config, &cas))
+    }
+
+    /// Services sharing a running host sampler (a config reload).
+    pub fn with_host(host: Arc<HostSampler>, config: Arc<Config>, cas: &ChannelCas) -> Self {
+        let channel_http = cas
+            .iter()
+            .map(|(name, pem)| (name.clone(), http_client(Some(pem))))
+            .collect();
         Services {
-            host: Arc::new(HostSampler::new()),
-            http,
+            host,
+            http: http_client(None),
+            channel_http,
             config,
         }
     }
+
+    /// The client for notify channel `name`.
+    pub fn channel_http(&self, name: &str) -> &reqwest::Client {
+        self.channel_http.get(name).unwrap_or(&self.http)
+    }
+}
+
+/// An HTTP client that says it is herald, trusting `extra_cas` (PEM) as
+/// well as the public roots.
+fn http_client(extra_cas: Option<&[u8]>) -> reqwest::Client {
+    let mut builder =
+        reqwest::Client::builder().user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")));
+    // Checked by Config::channel_cas before it got here.
+    for cert in extra_cas
+        .and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
+        .unwrap_or_default()
+    {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot build an HTTP client with these settings; using the defaults");
+        reqwest::Client::new()
+    })
 }
 
 /// Handlers by node type name.

@@ -119,11 +119,17 @@ impl NodeHandler for NotifyHandler {
             }
         };
         match driver {
-            Some(driver) if issues.is_empty() => Ok(Arc::new(Notify {
-                driver,
-                include_recommendations,
-                http: self.services.http.clone(),
-            })),
+            Some(driver) if issues.is_empty() => {
+                let http = match &driver {
+                    Driver::Webhook { name, .. } => self.services.channel_http(name).clone(),
+                    Driver::Log => self.services.http.clone(),
+                };
+                Ok(Arc::new(Notify {
+                    driver,
+                    include_recommendations,
+                    http,
+                }))
+            }
             _ => Err(issues),
         }
     }
@@ -180,7 +186,7 @@ impl NodeExecutor for Notify {
                         // Never echo the URL: it may hold a token.
                         NodeError::unavailable(format!(
                             "webhook channel `{name}`: request failed: {}",
-                            describe_reqwest(&e)
+                            describe_reqwest(&e, &url)
                         ))
                     })?;
                     let status = response.status();
@@ -234,8 +240,14 @@ fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<
     )
 }
 
-fn describe_reqwest(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
+/// What went wrong with a request, for the stage's error: the kind of
+/// failure, then its innermost cause — "invalid peer certificate:
+/// UnknownIssuer", "Connection refused (os error 111)" — with advice for a
+/// certificate herald does not trust. Never reqwest's own message: it
+/// holds the URL, and a channel's URL may hold a token; `url` is also
+/// blanked out of the cause, should one ever quote it.
+fn describe_reqwest(e: &reqwest::Error, url: &str) -> String {
+    let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "could not connect"
@@ -243,7 +255,24 @@ fn describe_reqwest(e: &reqwest::Error) -> &'static str {
         "could not send the request"
     } else {
         "no valid response"
+    };
+    let mut innermost = None;
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        innermost = Some(cause.to_string());
+        source = cause.source();
     }
+    let Some(cause) = innermost.filter(|c| !c.is_empty()) else {
+        return kind.to_string();
+    };
+    let cause = cause.replace(url, "<the channel's URL>");
+    let advice = if cause.contains("UnknownIssuer") {
+        " (the receiver's certificate is not signed by a CA herald trusts: give the channel \
+         a `ca_file` with its CA)"
+    } else {
+        ""
+    };
+    format!("{kind}: {cause}{advice}")
 }
 
 /// The message every driver sends: what happened, how bad, what to do.

@@ -55,6 +55,7 @@ type Answer = (u16, Vec<(String, String)>);
 /// queued statuses (then 200), optionally after a delay.
 pub struct Receiver {
     pub addr: SocketAddr,
+    scheme: &'static str,
     received: Arc<Mutex<Vec<Received>>>,
     statuses: Arc<Mutex<VecDeque<Answer>>>,
     task: tokio::task::JoinHandle<()>,
@@ -66,6 +67,30 @@ impl Receiver {
     }
 
     pub async fn start_with_delay(delay: Duration) -> Receiver {
+        Self::start_inner(delay, None).await
+    }
+
+    /// A receiver on https, with the certificate in `tests/fixtures/tls`
+    /// (for 127.0.0.1, signed by the private CA `ca.pem` there).
+    pub async fn start_tls() -> Receiver {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = fixture("tls");
+        let certs = CertificateDer::pem_file_iter(dir.join("receiver.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("receiver.key")).unwrap();
+        let config = tokio_rustls::rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::start_inner(Duration::ZERO, Some(acceptor)).await
+    }
+
+    async fn start_inner(delay: Duration, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -77,6 +102,7 @@ impl Receiver {
                     return;
                 };
                 let (rec, sts) = (rec.clone(), sts.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (rec, sts) = (rec.clone(), sts.clone());
@@ -113,14 +139,24 @@ impl Receiver {
                             Ok::<_, hyper::Error>(resp)
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        // A client that refuses the certificate ends here.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         Receiver {
             addr,
+            scheme,
             received,
             statuses,
             task,
@@ -145,7 +181,7 @@ impl Receiver {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub fn received(&self) -> Vec<Received> {
