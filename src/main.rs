@@ -485,6 +485,10 @@ impl Client {
     fn new(base: String, token: Option<String>) -> Result<Client> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(600))
+            // The daemon is on this host: an http_proxy in the operator's
+            // shell (common behind a corporate proxy) must not send the
+            // CLI's requests to the proxy, which cannot reach it.
+            .no_proxy()
             .build()
             .context("cannot build an HTTP client")?;
         Ok(Client { base, token, http })

@@ -423,6 +423,16 @@ fn serve_answers_the_cli_and_exits_0_on_sigterm() {
     let run_id = via_daemon["run_id"].as_str().unwrap();
     let listed = ws.json(&["runs", "list", "--json"]);
     assert_eq!(listed["runs"][0]["run_id"], run_id);
+    // An operator's shell behind a corporate proxy: the daemon is still
+    // reached directly.
+    let out = ws
+        .command(&["runs", "list", "--json"])
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "through a proxy: {}", stderr(&out));
     let shown = ws.json(&["runs", "show", run_id, "--json"]);
     assert_eq!(shown["stages"].as_array().unwrap().len(), 4);
     assert_clean_error(

@@ -648,6 +648,32 @@ async fn a_channel_behind_a_private_ca_is_trusted_through_its_ca_file() {
     assert!(err.contains("no PEM certificate"), "{err}");
 }
 
+/// Behind an egress proxy: notify requests go through `HTTP_PROXY` from
+/// herald's environment (here a loopback receiver standing in for the
+/// proxy; the channel's host does not resolve).
+#[tokio::test]
+async fn notify_goes_through_the_proxy_in_the_environment() {
+    let proxy = Receiver::start().await;
+    let ws = Workspace::new("[notify.webhook.ops]\nurl = \"http://alerts.example.invalid/hook\"\n");
+    ws.definition(
+        "page",
+        &json!({"version": "1", "nodes": [{"id": "n", "type": "notify", "retries": 0,
+            "config": {"driver": "webhook", "channel": "ops"}}]}),
+    );
+    let d = ws.start_with(&[], &[("HTTP_PROXY", &proxy.url(""))]);
+    let r = post(
+        &d,
+        "/orchestration/definitions/page/execute/",
+        json!({"payload": alert()}),
+    )
+    .await;
+    assert_eq!(r.body["status"], "NOTIFIED", "{:#}", r.body);
+    let got = proxy.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("host"), Some("alerts.example.invalid"));
+    assert_eq!(got[0].path, "/hook");
+}
+
 /// A storm-sized body (over 1 MiB) is kept as a file beside sled, written
 /// before the 202; its run reads it back, and so does a restarted daemon.
 #[tokio::test]
