@@ -674,6 +674,47 @@ async fn notify_goes_through_the_proxy_in_the_environment() {
     assert_eq!(got[0].path, "/hook");
 }
 
+/// A receiver that redirects (an http:// URL answered 301 to https://):
+/// following it would turn the POST into a GET without the message, and
+/// a 200 for that would count as delivered. herald does not follow; the
+/// stage fails, saying where the redirect points and what to change.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_not_taken_for_delivery() {
+    let receiver = Receiver::start().await;
+    let ws = Workspace::new(&format!(
+        "[notify.webhook.ops]\nurl = \"{}\"\n",
+        receiver.url("/hook?token=s3cret")
+    ));
+    ws.definition(
+        "page",
+        &json!({"version": "1", "defaults": {"backoff": "10ms"},
+            "nodes": [{"id": "n", "type": "notify", "retries": 2,
+            "config": {"driver": "webhook", "channel": "ops"}}]}),
+    );
+    let d = ws.start();
+    receiver.respond_with_headers(301, &[("location", &receiver.url("/moved/s3cret"))]);
+    let r = post(
+        &d,
+        "/orchestration/definitions/page/execute/",
+        json!({"payload": alert()}),
+    )
+    .await;
+    assert_eq!(r.body["status"], "FAILED", "{:#}", r.body);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "not followed, not retried: {got:?}");
+    assert_eq!(got[0].path, "/hook");
+    let error = r.body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("301") && error.contains("redirect") && error.contains("url"),
+        "says what to change: {error}"
+    );
+    assert!(
+        error.contains(&format!("http://{}", receiver.addr)),
+        "where it points: {error}"
+    );
+    assert!(!error.contains("s3cret"), "no path, no query: {error}");
+}
+
 /// A storm-sized body (over 1 MiB) is kept as a file beside sled, written
 /// before the 202; its run reads it back, and so does a restarted daemon.
 #[tokio::test]

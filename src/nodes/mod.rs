@@ -260,8 +260,12 @@ impl Services {
 /// An HTTP client that says it is herald, trusting `extra_cas` (PEM) as
 /// well as the public roots.
 fn http_client(extra_cas: Option<&[u8]>) -> reqwest::Client {
-    let mut builder =
-        reqwest::Client::builder().user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")));
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+        // A 301 or 302 would be followed as a GET without the body, and a
+        // 200 for that taken as delivered: a notify step sees the redirect
+        // itself and fails, saying so.
+        .redirect(reqwest::redirect::Policy::none());
     // Checked by Config::channel_cas before it got here.
     for cert in extra_cas
         .and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())

@@ -213,6 +213,19 @@ impl NodeExecutor for Notify {
                             "webhook channel `{name}` answered {status}{asked}"
                         ))
                         .with_retry_after(retry_after))
+                    } else if status.is_redirection() {
+                        let to = response
+                            .headers()
+                            .get(reqwest::header::LOCATION)
+                            .and_then(|v| v.to_str().ok())
+                            .map(|location| format!(" to {}", origin_of(location, &url)))
+                            .unwrap_or_default();
+                        Err(NodeError::rejected(format!(
+                            "webhook channel `{name}` answered {status}, a redirect{to}; herald \
+                             does not follow redirects for a notification (a POST would be sent \
+                             again as a GET, without the message): set the channel's url to \
+                             the address it redirects to"
+                        )))
                     } else {
                         Err(NodeError::rejected(format!(
                             "webhook channel `{name}` answered {status}"
@@ -221,6 +234,16 @@ impl NodeExecutor for Notify {
                 }
             }
         })
+    }
+}
+
+/// The scheme, host and port a redirect's `location` points to, resolved
+/// against the channel's `url`: enough to see "http → https" or a new host,
+/// without a path or query that may hold a token.
+fn origin_of(location: &str, url: &str) -> String {
+    match reqwest::Url::parse(url).and_then(|base| base.join(location)) {
+        Ok(target) => target.origin().ascii_serialization(),
+        Err(_) => "an address that is not a URL".to_string(),
     }
 }
 
@@ -335,6 +358,25 @@ pub fn compose(ctx: &NodeContext<'_>, include_recommendations: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_is_shown_by_its_origin_only() {
+        let url = "http://hooks.example.com/services/T0/B0/secret";
+        assert_eq!(
+            origin_of("https://hooks.example.com/services/T0/B0/secret", url),
+            "https://hooks.example.com"
+        );
+        assert_eq!(
+            origin_of("https://new.example.com:8443/x?token=1", url),
+            "https://new.example.com:8443"
+        );
+        // Relative to the channel's URL.
+        assert_eq!(origin_of("/elsewhere", url), "http://hooks.example.com");
+        assert_eq!(
+            origin_of("http://[not a url", url),
+            "an address that is not a URL"
+        );
+    }
 
     #[test]
     fn retry_after_in_seconds_or_as_an_http_date() {
