@@ -4,10 +4,10 @@
 
 mod support;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::client::{assert_error, get, post, raw};
+use support::client::{assert_error, call, get, post, raw};
 use support::daemon::{Daemon, Workspace};
 use support::fixture;
 
@@ -410,7 +410,8 @@ async fn every_vendor_fixture_opens_an_incident_over_http() {
 }
 
 /// Debian's prometheus-alertmanager, on loopback, with herald's webhook as
-/// its only receiver. Mandatory in CI (`HERALD_REQUIRE_ALERTMANAGER=1`);
+/// its only receiver, authenticating with `basic_auth` (the token as the
+/// password), as many Alertmanager setups do. Mandatory in CI (`HERALD_REQUIRE_ALERTMANAGER=1`);
 /// skipped loudly elsewhere when the binary is missing.
 #[tokio::test]
 async fn a_real_alertmanager_opens_and_closes_an_incident() {
@@ -428,7 +429,7 @@ async fn a_real_alertmanager_opens_and_closes_an_incident() {
         );
         return;
     };
-    let ws = Workspace::new("");
+    let ws = Workspace::new("auth_tokens = [\"am-pass\"]\n");
     let d = ws.start();
     let am_port = free_port();
     let cluster_port = free_port();
@@ -436,7 +437,7 @@ async fn a_real_alertmanager_opens_and_closes_an_incident() {
     std::fs::write(
         &config,
         format!(
-            "route:\n  receiver: herald\n  group_by: ['alertname', 'instance']\n  group_wait: 100ms\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: herald\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n",
+            "route:\n  receiver: herald\n  group_by: ['alertname', 'instance']\n  group_wait: 100ms\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: herald\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n        http_config:\n          basic_auth:\n            username: alertmanager\n            password: am-pass\n",
             d.url("/alerts/webhook/alertmanager/")
         ),
     )
@@ -505,7 +506,8 @@ async fn a_real_alertmanager_opens_and_closes_an_incident() {
 async fn wait_for_incident(d: &Daemon, status: &str) -> Option<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let r = get(d, &format!("/alerts/incidents/?status={status}")).await;
+        let url = d.url(&format!("/alerts/incidents/?status={status}"));
+        let r = call(Method::GET, &url, None, Some("am-pass")).await;
         if let Some(first) = r.body["results"].get(0) {
             return Some(first.clone());
         }

@@ -26,25 +26,20 @@ impl Tokens {
         }
     }
 
-    /// The presented token (`Authorization: Bearer …` or `X-API-Key`), if it
-    /// is one of ours. `Ok(None)` when auth is off.
+    /// The presented token (`Authorization: Bearer …`, `Authorization:
+    /// Basic …` with the token as the password, or `X-API-Key`), if it is
+    /// one of ours. `Ok(None)` when auth is off.
     pub fn check(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         if self.digests.is_empty() {
             return Ok(None);
         }
-        let presented = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-            .map(str::trim);
-        let Some(presented) = presented else {
-            return Err(unauthorized(
-                "missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`",
-            ));
+        let presented = match headers.get("authorization") {
+            Some(value) => from_authorization(value.to_str().unwrap_or(""))?,
+            None => headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+                .ok_or_else(|| unauthorized(&format!("missing token: {HOW}")))?,
         };
         let d = digest(presented.as_bytes());
         let mut ok = subtle::Choice::from(0);
@@ -57,6 +52,41 @@ impl Tokens {
             Err(unauthorized("invalid token"))
         }
     }
+}
+
+/// How to send a token, for every 401 that lacks one.
+const HOW: &str = "send `Authorization: Bearer <token>`, `X-API-Key: <token>`, or HTTP basic \
+                   auth with the token as the password";
+
+/// The token in an `Authorization` header. Basic is there for senders that
+/// offer nothing else (Grafana's and Alertmanager's `basic_auth`, Zabbix
+/// media types): the password is the token, the user name is not checked
+/// (a token given as the user name with no password is taken too).
+fn from_authorization(value: &str) -> Result<String, ApiError> {
+    let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        if credentials.is_empty() {
+            return Err(unauthorized(&format!("missing token: {HOW}")));
+        }
+        return Ok(credentials.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| unauthorized(&format!("malformed basic credentials: {HOW}")))?;
+        let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+        let token = if password.is_empty() { user } else { password };
+        return Ok(token.to_string());
+    }
+    // Never echo the credentials; the scheme alone says what went wrong.
+    let shown: String = scheme.chars().take(20).collect();
+    Err(unauthorized(&format!(
+        "unsupported Authorization `{shown}`: {HOW}"
+    )))
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -176,6 +206,43 @@ mod tests {
         );
         assert!(t.check(&headers(&[])).is_err());
         assert!(Tokens::new(&[]).check(&headers(&[])).unwrap().is_none());
+    }
+
+    #[test]
+    fn tokens_by_basic_auth_for_senders_that_have_nothing_else() {
+        use base64::Engine;
+        let basic = |credentials: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
+        };
+        let t = Tokens::new(&["s3cret".to_string()]);
+        let ok = |value: &str| t.check(&headers(&[("authorization", value)])).is_ok();
+        assert!(
+            ok(&basic("alertmanager:s3cret")),
+            "the password is the token"
+        );
+        assert!(ok(&basic("s3cret:")), "or the user name, with no password");
+        assert!(ok(&basic("s3cret")));
+        assert!(ok("BEARER s3cret"), "schemes are case-insensitive");
+        assert!(!ok(&basic("s3cret:wrong")), "a wrong password fails");
+        assert!(!ok(&basic("alertmanager:nope")));
+        assert!(!ok("Basic !!not-base64!!"));
+
+        let other = t
+            .check(&headers(&[("authorization", "Token s3cret")]))
+            .unwrap_err();
+        assert!(
+            other
+                .message()
+                .contains("unsupported Authorization `Token`")
+        );
+        assert!(!other.message().contains("s3cret"), "{}", other.message());
+        assert!(
+            t.check(&headers(&[("authorization", "Bearer ")])).is_err(),
+            "an empty bearer token"
+        );
     }
 
     #[test]
