@@ -260,7 +260,12 @@ impl WebhookChannel {
                     .map_err(|_| format!("environment variable {var} (url_env) is not set"))?;
                 // The value is a secret: say what is wrong, not what it is.
                 if url.starts_with("http://") || url.starts_with("https://") {
-                    Ok(url)
+                    match reqwest::Url::parse(&url) {
+                        Ok(_) => Ok(url),
+                        Err(e) => Err(format!(
+                            "environment variable {var} (url_env) does not hold a valid URL: {e}"
+                        )),
+                    }
                 } else {
                     Err(format!(
                         "environment variable {var} (url_env) does not hold an http:// or https:// URL"
@@ -445,12 +450,30 @@ impl Config {
             if channel.url.is_none() && channel.url_env.is_none() {
                 return Err(format!("notify.webhook.{name} needs `url` or `url_env`"));
             }
-            if let Some(url) = &channel.url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                return Err(format!(
-                    "notify.webhook.{name}.url must start with http:// or https://"
-                ));
+            if let Some(url) = &channel.url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(format!(
+                        "notify.webhook.{name}.url must start with http:// or https://"
+                    ));
+                }
+                // Not echoed: a webhook URL often holds its token.
+                if let Err(e) = reqwest::Url::parse(url) {
+                    return Err(format!("notify.webhook.{name}.url is not a valid URL: {e}"));
+                }
+            }
+            // Caught here, not at the first notification at 3 a.m.
+            for (header, value) in &channel.headers {
+                if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    return Err(format!(
+                        "notify.webhook.{name}.headers: `{header}` is not a valid HTTP header name"
+                    ));
+                }
+                if reqwest::header::HeaderValue::from_str(value).is_err() {
+                    return Err(format!(
+                        "notify.webhook.{name}.headers.{header}: the value is not a valid HTTP \
+                         header value (a line break or a control character?)"
+                    ));
+                }
             }
         }
         Ok(())
@@ -551,6 +574,33 @@ mod tests {
     fn packaged_config_is_valid() {
         let etc = Config::parse(include_str!("../packaging/config.toml")).unwrap();
         assert_eq!(etc.data_dir, PathBuf::from("/var/lib/herald"));
+    }
+
+    #[test]
+    fn a_notify_channel_that_cannot_send_is_refused_at_load() {
+        let channel = |body: &str| Config::parse(&format!("[notify.webhook.ops]\n{body}"));
+        assert!(channel("url = \"https://hooks.example.com/T0/secret\"\nheaders = { Authorization = \"Bearer x\" }\n").is_ok());
+
+        let err = channel("url = \"https://exa mple.com/secret\"\n").unwrap_err();
+        assert!(
+            err.contains("notify.webhook.ops.url is not a valid URL"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "the URL is not echoed: {err}");
+
+        let err = channel("url = \"https://a.example\"\nheaders = { \"X Token\" = \"1\" }\n")
+            .unwrap_err();
+        assert!(
+            err.contains("`X Token` is not a valid HTTP header name"),
+            "{err}"
+        );
+
+        let err = channel(
+            "url = \"https://a.example\"\nheaders = { Authorization = \"Bearer x\\ny\" }\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("headers.Authorization"), "{err}");
+        assert!(!err.contains("Bearer"), "the value is not echoed: {err}");
     }
 
     #[test]

@@ -1483,12 +1483,17 @@ async fn a_notify_channel_the_environment_leaves_without_a_url_is_reported_at_st
     let ws = Workspace::new(
         "[notify.webhook.unset]\nurl_env = \"HERALD_TEST_NEVER_SET\"\n\
          [notify.webhook.garbled]\nurl_env = \"HERALD_TEST_GARBLED_URL\"\n\
+         [notify.webhook.spaced]\nurl_env = \"HERALD_TEST_SPACED_URL\"\n\
          [notify.webhook.fine]\nurl_env = \"HERALD_TEST_FINE_URL\"\n",
     );
     let d = ws.start_with(
         &[],
         &[
             ("HERALD_TEST_GARBLED_URL", "hooks.example.com/s3cret-token"),
+            (
+                "HERALD_TEST_SPACED_URL",
+                "https://hooks.exa mple.com/s3cret-token",
+            ),
             ("HERALD_TEST_FINE_URL", "http://127.0.0.1:9/"),
         ],
     );
@@ -1501,6 +1506,10 @@ async fn a_notify_channel_the_environment_leaves_without_a_url_is_reported_at_st
     );
     assert!(
         log.contains("notify.webhook.garbled: environment variable HERALD_TEST_GARBLED_URL (url_env) does not hold an http:// or https:// URL"),
+        "{log}"
+    );
+    assert!(
+        log.contains("notify.webhook.spaced: environment variable HERALD_TEST_SPACED_URL (url_env) does not hold a valid URL"),
         "{log}"
     );
     assert!(!log.contains("notify.webhook.fine"), "{log}");

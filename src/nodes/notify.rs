@@ -274,6 +274,8 @@ fn describe_reqwest(e: &reqwest::Error, url: &str) -> String {
         "timed out"
     } else if e.is_connect() {
         "could not connect"
+    } else if e.is_builder() {
+        "the request could not be made"
     } else if e.is_request() {
         "could not send the request"
     } else {
