@@ -528,6 +528,22 @@ impl Client {
             .with_context(|| format!("cannot reach the running daemon at {}", self.base))?;
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            // The daemon's words are for HTTP clients; say how the CLI gets
+            // its token.
+            let had = if self.token.is_some() {
+                "the token this command sent (the first of its configured tokens) is not one of the daemon's"
+            } else {
+                "this command found no token"
+            };
+            bail!(
+                "the daemon requires a token and {had}. The CLI reads auth_tokens and \
+                 auth_token_file from the config file and HERALD_AUTH_TOKENS from its \
+                 environment; a service given its tokens in /etc/herald/env has them where \
+                 this shell does not: run as the service's user with that variable set, or \
+                 use an auth_token_file readable by that user"
+            );
+        }
         if status.is_success() {
             Ok(value)
         } else {

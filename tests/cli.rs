@@ -459,6 +459,43 @@ fn serve_answers_the_cli_and_exits_0_on_sigterm() {
     assert_eq!(shown["stages"].as_array().unwrap().len(), 4);
 }
 
+/// A service given its token in its environment (/etc/herald/env): the
+/// operator's CLI, without it, is told where the CLI looks for one.
+#[test]
+fn the_cli_without_the_daemons_token_is_told_where_to_put_it() {
+    let ws = Workspace::shipped();
+    let mut serve = ws
+        .command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
+        .env("HERALD_AUTH_TOKENS", "service-t0ken")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(30));
+    assert!(seen.contains("herald started"), "{seen}");
+
+    let none = ws.herald(&["runs", "list"]);
+    assert_clean_error(&none, "requires a token and this command found no token");
+    assert!(
+        stderr(&none).contains("HERALD_AUTH_TOKENS"),
+        "{}",
+        stderr(&none)
+    );
+    let wrong = ws
+        .command(&["runs", "list"])
+        .env("HERALD_AUTH_TOKENS", "not-it")
+        .output()
+        .unwrap();
+    assert_clean_error(&wrong, "is not one of the daemon's");
+    let right = ws
+        .command(&["runs", "list", "--json"])
+        .env("HERALD_AUTH_TOKENS", "service-t0ken")
+        .output()
+        .unwrap();
+    assert!(right.status.success(), "{}", stderr(&right));
+    assert_eq!(send_sigterm_and_wait(&mut serve), Some(0));
+}
+
 fn send_sigterm_and_wait(child: &mut Child) -> Option<i32> {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
