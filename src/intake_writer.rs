@@ -265,7 +265,14 @@ mod tests {
         release.send(()).unwrap();
         stuck.await.unwrap();
         waiting.await.unwrap();
-        let done = writer.progress();
+        // A job answers its caller before the thread counts it done: wait
+        // for the count to catch up (bounded, not a timing assertion).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut done = writer.progress();
+        while done.done != done.queued && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            done = writer.progress();
+        }
         assert!(done.moved_on_since(after), "{after:?} then {done:?}");
         assert_eq!(done.done, done.queued);
     }
