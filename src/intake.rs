@@ -47,6 +47,8 @@ pub struct Received {
     /// Whether any alert state was written under this delivery (else it
     /// needs no delivery record).
     pub wrote: bool,
+    /// Alerts the sender left out of the body (`truncatedAlerts`).
+    pub truncated: u64,
 }
 
 impl Received {
@@ -73,6 +75,7 @@ impl Received {
             "incident_ids": self.incident_ids,
             "alert_changes": self.changes,
             "alert_changes_truncated": self.alert_count > self.changes.len(),
+            "truncated_alerts": self.truncated,
         })
     }
 }
@@ -97,7 +100,7 @@ pub fn receive<B: Book<Error = StoreError>>(
     let mut matched = vec![false; triggers.len()];
     let mut wrote = false;
     let mut failure = None;
-    let (driver, alert_count) = alerts::scan_text(text, driver, |alert| {
+    let scanned = alerts::scan(text, driver, |alert| {
         if failure.is_some() {
             return;
         }
@@ -129,13 +132,14 @@ pub fn receive<B: Book<Error = StoreError>>(
     }
     Ok(Received {
         delivery_id: delivery_id.to_string(),
-        driver,
-        alert_count,
+        driver: scanned.driver,
+        alert_count: scanned.count,
         counts,
         changes,
         incident_ids,
         matched,
         wrote,
+        truncated: scanned.truncated,
     })
 }
 

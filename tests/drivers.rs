@@ -27,6 +27,27 @@ fn alertmanager_real_body_keeps_its_raw_entry() {
     assert_eq!(raw["fingerprint"], "4e70aa3763bd0be1");
 }
 
+/// `truncatedAlerts` (Alertmanager's `max_alerts`, Grafana's unified body)
+/// is read: herald must be able to say it never saw those alerts.
+#[test]
+fn alerts_the_sender_left_out_are_counted() {
+    for (name, driver) in [
+        ("alertmanager-0.25-webhook-firing.json", "alertmanager"),
+        ("vendors/grafana-unified-firing.json", "grafana"),
+    ] {
+        let text = read(name);
+        let whole = alerts::scan(&text, None, |_| {}).unwrap();
+        assert_eq!((whole.driver.as_str(), whole.truncated), (driver, 0));
+        let cut = text
+            .replace("\"truncatedAlerts\": 0", "\"truncatedAlerts\": 7")
+            .replace("\"truncatedAlerts\":0", "\"truncatedAlerts\":7");
+        assert_ne!(cut, text, "{name} has truncatedAlerts");
+        let scanned = alerts::scan(&cut, None, |_| {}).unwrap();
+        assert_eq!(scanned.truncated, 7, "{name}");
+        assert_eq!(scanned.count, whole.count, "{name}");
+    }
+}
+
 #[test]
 fn grafana_unified_is_told_apart_from_alertmanager() {
     let (driver, list) = auto("vendors/grafana-unified-firing.json");

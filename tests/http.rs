@@ -715,6 +715,47 @@ async fn a_redirect_is_not_followed_and_not_taken_for_delivery() {
     assert!(!error.contains("s3cret"), "no path, no query: {error}");
 }
 
+/// An Alertmanager body cut short by the receiver's `max_alerts`
+/// (`truncatedAlerts`) is accepted, says how many alerts herald did not
+/// get, and is warned about once a minute.
+#[tokio::test]
+async fn a_body_with_alerts_left_out_is_accepted_and_said() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    let url = d.url("/alerts/webhook/alertmanager/");
+    let text =
+        std::fs::read_to_string(support::fixture("alertmanager-0.25-webhook-firing.json")).unwrap();
+    for (i, instance) in ["db-cut-1", "db-cut-2"].iter().enumerate() {
+        let body = text
+            .replace("\"truncatedAlerts\":0", "\"truncatedAlerts\":12")
+            .replace("db-server-01", instance)
+            .replace("4e70aa3763bd0be1", &format!("cut{i}"));
+        let r = raw(&url, body.into_bytes(), &[]).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+        assert_eq!(r.body["truncated_alerts"], 12, "{:#}", r.body);
+        let run = finished(&d, r.body["run_ids"][0].as_str().unwrap()).await;
+        assert_eq!(
+            run["intake"]["truncated_alerts"], 12,
+            "kept with the run: {run:#}"
+        );
+    }
+    wait_for_log(&d, "left out by the sender").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = d.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("left out by the sender"))
+        .collect();
+    assert_eq!(lines.len(), 1, "two bodies, one line a minute:\n{log}");
+    assert!(
+        lines[0].contains("12 alerts") && lines[0].contains("max_alerts"),
+        "{}",
+        lines[0]
+    );
+    let plain = raw(&url, text.into_bytes(), &[]).await;
+    assert_eq!(plain.body["truncated_alerts"], 0);
+}
+
 /// A storm-sized body (over 1 MiB) is kept as a file beside sled, written
 /// before the 202; its run reads it back, and so does a restarted daemon.
 #[tokio::test]

@@ -80,20 +80,25 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// Reads an Alertmanager body, handing each alert to `f`; returns the count.
-pub fn scan_text(text: &str, f: &mut dyn FnMut(Alert)) -> Result<usize, PayloadError> {
+/// Reads an Alertmanager body, handing each alert to `f`; returns the count
+/// and the envelope's `truncatedAlerts`.
+pub fn scan_text(text: &str, f: &mut dyn FnMut(Alert)) -> Result<(usize, u64), PayloadError> {
     scan_envelope(text, "alertmanager", f)
 }
 
 /// Streams the `alerts` of an envelope (`{"status", "alerts": [...]}`).
+/// Also answers the envelope's `truncatedAlerts`: how many alerts of the
+/// group the sender left out of the body (Alertmanager's `max_alerts`).
 pub(crate) fn scan_envelope(
     text: &str,
     source: &'static str,
     f: &mut dyn FnMut(Alert),
-) -> Result<usize, PayloadError> {
+) -> Result<(usize, u64), PayloadError> {
     let mut failure = None;
+    let mut truncated = 0;
     let mut de = serde_json::Deserializer::from_str(text);
     let seed = EnvelopeSeed {
+        truncated: &mut truncated,
         reader: Reader {
             f,
             failure: &mut failure,
@@ -103,9 +108,10 @@ pub(crate) fn scan_envelope(
         },
     };
     let count = de.deserialize_map(seed);
-    finish(source, de, count, failure, || {
+    let count = finish(source, de, count, failure, || {
         PayloadError(format!("{source}: missing required field `alerts`"))
-    })
+    })?;
+    Ok((count, truncated))
 }
 
 /// Streams a top-level list of alerts (Prometheus's `/api/v2/alerts` body).
@@ -156,6 +162,7 @@ fn finish(
 /// Reads the envelope's members, streaming `alerts` through the reader.
 struct EnvelopeSeed<'a> {
     reader: Reader<'a>,
+    truncated: &'a mut u64,
 }
 
 impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
@@ -182,6 +189,11 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
                 // Alertmanager writes `status` before `alerts`; entries
                 // without their own status take the group's.
                 "status" => group_status = map.next_value::<Option<String>>()?,
+                // Alerts of the group left out of this body; a value of
+                // another type is not Alertmanager's, and ignored.
+                "truncatedAlerts" => {
+                    *self.truncated = map.next_value::<serde_json::Value>()?.as_u64().unwrap_or(0);
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

@@ -13,7 +13,9 @@ use super::json::Json;
 use super::{Alert, AlertStatus, PayloadError, Severity, alertmanager};
 use serde_json::value::RawValue;
 
-pub fn scan_text(text: &str, f: &mut dyn FnMut(Alert)) -> Result<usize, PayloadError> {
+/// Hands each alert to `f`; the count, and the unified body's
+/// `truncatedAlerts`.
+pub fn scan_text(text: &str, f: &mut dyn FnMut(Alert)) -> Result<(usize, u64), PayloadError> {
     match alertmanager::scan_envelope(text, "grafana", f) {
         Err(e) if e.0.contains("missing required field `alerts`") => {
             let value: Json = serde_json::from_str(text)
@@ -21,7 +23,7 @@ pub fn scan_text(text: &str, f: &mut dyn FnMut(Alert)) -> Result<usize, PayloadE
             let mut alert = legacy(&value)?;
             alert.raw = RawValue::from_string(text.to_string()).ok();
             f(alert);
-            Ok(1)
+            Ok((1, 0))
         }
         other => other,
     }

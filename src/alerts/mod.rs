@@ -255,21 +255,47 @@ pub fn normalize_text(
     Ok((driver, alerts))
 }
 
+/// What [`scan`] read from a payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    pub driver: String,
+    pub count: usize,
+    /// Alerts the sender left out of the body: Alertmanager's and Grafana's
+    /// `truncatedAlerts`, set when a group outgrows the receiver's
+    /// `max_alerts`. herald never sees those alerts.
+    pub truncated: u64,
+}
+
 /// Hands every alert in the JSON text to `f`, one at a time; returns the
-/// driver and the count. The list formats (Alertmanager, Grafana,
-/// Prometheus) are streamed, so a body of any size is read in the memory of
-/// one alert; the others are small and read whole.
+/// driver and the count.
 pub fn scan_text(
     text: &str,
     driver: Option<&str>,
-    mut f: impl FnMut(Alert),
+    f: impl FnMut(Alert),
 ) -> Result<(String, usize), PayloadError> {
+    scan(text, driver, f).map(|s| (s.driver, s.count))
+}
+
+/// Hands every alert in the JSON text to `f`, one at a time; returns the
+/// driver, the count, and what the sender said it left out. The list formats (Alertmanager, Grafana,
+/// Prometheus) are streamed, so a body of any size is read in the memory of
+/// one alert; the others are small and read whole.
+pub fn scan(
+    text: &str,
+    driver: Option<&str>,
+    mut f: impl FnMut(Alert),
+) -> Result<Scanned, PayloadError> {
     let (driver, listed) = match driver {
         None | Some("auto") => detect::detect_text_listed(text)?,
         Some(d) => (detect::known(d)?, None),
     };
+    let mut truncated = 0;
     let count = match driver {
-        "alertmanager" => alertmanager::scan_text(text, &mut f)?,
+        "alertmanager" => {
+            let (count, left_out) = alertmanager::scan_text(text, &mut f)?;
+            truncated = left_out;
+            count
+        }
         // Detection already knows whether this is the unified (listed) or
         // the legacy body; a forced `grafana` tries unified first.
         "grafana" if listed == Some(false) => {
@@ -278,7 +304,11 @@ pub fn scan_text(
             f(alert);
             1
         }
-        "grafana" => grafana::scan_text(text, &mut f)?,
+        "grafana" => {
+            let (count, left_out) = grafana::scan_text(text, &mut f)?;
+            truncated = left_out;
+            count
+        }
         "prometheus" => prometheus::scan_text(text, &mut f)?,
         "herald" => herald::scan_text(text, &mut f)?,
         other => {
@@ -303,7 +333,11 @@ pub fn scan_text(
             n
         }
     };
-    Ok((driver.to_string(), count))
+    Ok(Scanned {
+        driver: driver.to_string(),
+        count,
+        truncated,
+    })
 }
 
 fn parse_tree(text: &str) -> Result<json::Json<'_>, PayloadError> {

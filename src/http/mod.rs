@@ -61,6 +61,8 @@ pub struct App {
     pub intake: crate::intake_writer::IntakeWriter,
     tokens: ArcSwap<Tokens>,
     limiter: ArcSwapOption<RateLimiter>,
+    /// Webhooks refused, or sent with alerts left out: logged once a
+    /// minute of each kind.
     refusals: refusals::Refusals,
 }
 
@@ -218,8 +220,10 @@ async fn dispatch_checked(
     app: &App,
     peer: SocketAddr,
     route: Route,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Resp {
+    // For handlers that log who sent a request.
+    req.extensions_mut().insert(peer);
     // A webhook refused is said in herald's log too: its sender's log is
     // elsewhere.
     let webhook = match &route {

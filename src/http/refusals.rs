@@ -8,6 +8,10 @@
 //! refusal is now logged at warn, at most once a minute for the same driver
 //! and reason, saying how many more there were in between: a sender
 //! retrying in a loop cannot flood the journal.
+//!
+//! A body the sender cut short (Alertmanager's `max_alerts`, said in its
+//! `truncatedAlerts`) is accepted, and said here the same way: the alerts
+//! left out never reach herald.
 
 use super::response::ApiError;
 use std::collections::HashMap;
@@ -55,6 +59,30 @@ impl Refusals {
                  such line)"
             );
         }
+    }
+
+    /// Logs that a webhook from `peer` came with `left_out` alerts of its
+    /// group left out by the sender (`truncatedAlerts`: Alertmanager's
+    /// `max_alerts`), once a minute per driver. herald never sees those
+    /// alerts: not their incidents, not their resolutions.
+    pub fn note_truncated(&self, driver: &'static str, peer: IpAddr, left_out: u64) {
+        let Some(not_logged) = self.due((driver, "truncated_alerts"), Instant::now()) else {
+            return;
+        };
+        let since = if not_logged == 0 {
+            String::new()
+        } else {
+            format!(" ({not_logged} more such bodies since the last such line)")
+        };
+        tracing::warn!(
+            %peer,
+            driver,
+            left_out,
+            "webhook body with {left_out} alerts of its group left out by the sender \
+             (truncatedAlerts): herald will not see them, nor their resolutions. Remove \
+             max_alerts from the sender's webhook config: herald takes bodies up to \
+             server.max_webhook_body_bytes{since}"
+        );
     }
 
     /// Whether a refusal of `kind` at `now` gets a line; if so, how many of

@@ -64,6 +64,11 @@ async fn accept_inner(
     let dry_run = super::query_pairs(&req)
         .iter()
         .any(|(k, v)| k == "dry_run" && !matches!(v.as_str(), "false" | "0" | "no"));
+    let peer = req
+        .extensions()
+        .get::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let (parts, incoming) = req.into_parts();
     let config = app.config.load_full();
     let cfg = &config.server;
@@ -142,6 +147,10 @@ async fn accept_inner(
         .map_err(ApiError::internal)??;
     let received = &accepted.received;
     app.metrics.incident_changes(&received.counts);
+    if received.truncated > 0 {
+        app.refusals
+            .note_truncated(driver_label(Some(source)), peer, received.truncated);
+    }
     // A pure re-send wrote nothing: nothing to make durable.
     if received.wrote || !accepted.run_ids.is_empty() {
         app.queue.flush().await.map_err(queue_error)?;
@@ -150,7 +159,7 @@ async fn accept_inner(
         StatusCode::ACCEPTED,
         &json!({"status": "accepted", "driver": received.driver, "alerts": received.alert_count,
                 "delivery_id": received.delivery_id, "changes": accepted.changes,
-                "incident_ids": received.incident_ids,
+                "incident_ids": received.incident_ids, "truncated_alerts": received.truncated,
                 "run_ids": accepted.run_ids, "definitions": accepted.definitions}),
     ))
 }
