@@ -998,6 +998,23 @@ async fn rate_limit_answers_429_with_retry_after() {
         StatusCode::OK,
         "probes are not limited"
     );
+
+    // A config change elsewhere does not hand every client a fresh burst.
+    ws.write_config("[rate_limit]\nper_second = 0.01\nburst = 3\n[store]\nmax_runs = 99999\n");
+    wait_for_log(&d, "config reloaded").await;
+    assert!(d.log().contains("config reloaded"), "{}", d.log());
+    assert_eq!(
+        get(&d, "/orchestration/pipelines/").await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the bucket outlived the reload"
+    );
+    // A new limit does start afresh.
+    ws.write_config("[rate_limit]\nper_second = 0.01\nburst = 5\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&d, "/orchestration/pipelines/").await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the new limit never applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn slow_notify_definition(ws: &Workspace) {

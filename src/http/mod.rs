@@ -107,12 +107,17 @@ impl App {
     /// limits, webhook routing and secrets.
     pub fn apply(&self, config: Arc<Config>, tokens: &[String]) {
         self.tokens.store(Arc::new(Tokens::new(tokens)));
-        self.limiter.store(
-            config
-                .rate_limit
-                .clone()
-                .map(|r| Arc::new(RateLimiter::new(r))),
-        );
+        // Buckets start full: renewed only when the limit itself changed,
+        // not at every config change, or each one hands every client a
+        // fresh burst.
+        if self.config.load().rate_limit != config.rate_limit {
+            self.limiter.store(
+                config
+                    .rate_limit
+                    .clone()
+                    .map(|r| Arc::new(RateLimiter::new(r))),
+            );
+        }
         self.config.store(config);
     }
 
