@@ -391,28 +391,17 @@ impl Live {
     /// logged as needing a restart.
     fn reload_config(&self, why: &str) {
         tracing::debug!(reason = why, "re-reading the config");
-        let new = match (self.reconfigure.load)() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(
-                    reason = why,
-                    "config reload refused, the running config stays: {e}"
-                );
-                return;
-            }
-        };
-        let tokens = match new.tokens() {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(
-                    reason = why,
-                    "config reload refused, the running config stays: {e}"
-                );
-                return;
-            }
-        };
-        let cas = match new.channel_cas() {
-            Ok(c) => c,
+        // The file, then what it points at (token file, CA files): any
+        // failure keeps the running config.
+        let loaded = (self.reconfigure.load)()
+            .map_err(|e| e.to_string())
+            .and_then(|new| {
+                let tokens = new.tokens().map_err(|e| e.to_string())?;
+                let cas = new.channel_cas().map_err(|e| e.to_string())?;
+                Ok((new, tokens, cas))
+            });
+        let (new, tokens, cas) = match loaded {
+            Ok(loaded) => loaded,
             Err(e) => {
                 tracing::error!(
                     reason = why,

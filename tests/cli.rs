@@ -72,8 +72,14 @@ impl Workspace {
     /// `herald serve` on a loopback port, logging at info, once it has
     /// said it started; with what it logged until then.
     fn serve(&self) -> (Child, String) {
+        self.serve_with_env(&[])
+    }
+
+    /// [`serve`](Self::serve) with variables added to its environment.
+    fn serve_with_env(&self, env: &[(&str, &str)]) -> (Child, String) {
         let mut serve = self
             .command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -464,15 +470,7 @@ fn serve_answers_the_cli_and_exits_0_on_sigterm() {
 #[test]
 fn the_cli_without_the_daemons_token_is_told_where_to_put_it() {
     let ws = Workspace::shipped();
-    let mut serve = ws
-        .command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
-        .env("HERALD_AUTH_TOKENS", "service-t0ken")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(30));
-    assert!(seen.contains("herald started"), "{seen}");
+    let (mut serve, _) = ws.serve_with_env(&[("HERALD_AUTH_TOKENS", "service-t0ken")]);
 
     let none = ws.herald(&["runs", "list"]);
     assert_clean_error(&none, "requires a token and this command found no token");
