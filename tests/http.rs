@@ -949,8 +949,18 @@ async fn webhook_signatures_when_a_source_has_a_secret() {
         "bad_signature",
     );
     let sig = herald::http::sign("hush", &body);
-    let ok = raw(&url, body, &[("x-herald-signature", &sig)]).await;
+    let ok = raw(&url, body.clone(), &[("x-herald-signature", &sig)]).await;
     assert_eq!(ok.status, StatusCode::ACCEPTED, "{:#}", ok.body);
+    // Compressed for the trip, the body signed is the document itself.
+    let mut zipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut zipped, &body).unwrap();
+    let zipped = raw(
+        &url,
+        zipped.finish().unwrap(),
+        &[("x-herald-signature", &sig), ("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(zipped.status, StatusCode::ACCEPTED, "{:#}", zipped.body);
 
     // The sender's log is on another host: herald says it refused, once a
     // minute for the same reason.
