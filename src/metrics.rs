@@ -25,6 +25,7 @@ pub struct Metrics {
     queue_depth: Gauge,
     queue_capacity: Gauge,
     webhooks: Family<Labels, Counter>,
+    alerts_left_out: Family<Labels, Counter>,
     alert_changes: Family<Labels, Counter>,
     http: Family<Labels, Counter>,
     definitions_loaded: Gauge,
@@ -87,6 +88,12 @@ impl Metrics {
             "Webhook requests by driver and outcome",
             webhooks.clone(),
         );
+        let alerts_left_out = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_alerts_left_out",
+            "Alerts a sender left out of its webhook bodies (truncatedAlerts: Alertmanager's max_alerts), by driver; herald never saw them",
+            alerts_left_out.clone(),
+        );
         let alert_changes = Family::<Labels, Counter>::default();
         registry.register(
             "alert_changes",
@@ -140,6 +147,7 @@ impl Metrics {
             queue_depth,
             queue_capacity,
             webhooks,
+            alerts_left_out,
             alert_changes,
             http,
             definitions_loaded,
@@ -188,6 +196,13 @@ impl Metrics {
                 ("outcome", outcome.to_string()),
             ])
             .inc();
+    }
+
+    /// `n` alerts of a group the sender did not put in the body.
+    pub fn alerts_left_out(&self, driver: &str, n: u64) {
+        self.alerts_left_out
+            .get_or_create(&vec![("driver", driver.to_string())])
+            .inc_by(n);
     }
 
     pub fn incident_changes(

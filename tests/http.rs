@@ -754,6 +754,17 @@ async fn a_body_with_alerts_left_out_is_accepted_and_said() {
     );
     let plain = raw(&url, text.into_bytes(), &[]).await;
     assert_eq!(plain.body["truncated_alerts"], 0);
+    // Counted exactly in /metrics, where a rule can alert on it.
+    let metrics = reqwest::get(d.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("herald_webhook_alerts_left_out_total{driver=\"alertmanager\"} 24"),
+        "{metrics}"
+    );
 }
 
 /// A storm-sized body (over 1 MiB) is kept as a file beside sled, written

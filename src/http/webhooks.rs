@@ -148,8 +148,10 @@ async fn accept_inner(
     let received = &accepted.received;
     app.metrics.incident_changes(&received.counts);
     if received.truncated > 0 {
+        let driver = driver_label(Some(source));
+        app.metrics.alerts_left_out(driver, received.truncated);
         app.refusals
-            .note_truncated(driver_label(Some(source)), peer, received.truncated);
+            .note_truncated(driver, peer, received.truncated);
     }
     // A pure re-send wrote nothing: nothing to make durable.
     if received.wrote || !accepted.run_ids.is_empty() {
