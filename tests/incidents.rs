@@ -409,54 +409,106 @@ async fn every_vendor_fixture_opens_an_incident_over_http() {
     assert_eq!(get(&d, "/healthz").await.status, StatusCode::OK);
 }
 
+/// Debian's prometheus-alertmanager on loopback, with `receivers` (YAML,
+/// indented as under `receivers:`) and the route `route`; killed when
+/// dropped. `None` when the binary is missing and CI does not require it
+/// (`HERALD_REQUIRE_ALERTMANAGER=1`): the test then skips, loudly.
+struct Alertmanager {
+    child: std::process::Child,
+    /// Its `/api/v2/alerts`, where alerts are posted to it.
+    alerts_url: String,
+}
+
+impl Alertmanager {
+    async fn start(ws: &Workspace, test: &str, route: &str, receivers: &str) -> Option<Self> {
+        let binary = ["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(binary) = binary else {
+            if std::env::var_os("HERALD_REQUIRE_ALERTMANAGER").is_some() {
+                panic!(
+                    "prometheus-alertmanager is required here (HERALD_REQUIRE_ALERTMANAGER is set) but not installed"
+                );
+            }
+            eprintln!(
+                "\n*** SKIPPED {test}: install Debian's prometheus-alertmanager to run it ***\n"
+            );
+            return None;
+        };
+        let am_port = free_port();
+        let cluster_port = free_port();
+        let config = ws.dir.path().join("alertmanager.yml");
+        std::fs::write(&config, format!("route:\n{route}receivers:\n{receivers}")).unwrap();
+        let child = std::process::Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                ws.dir.path().join("am-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg(format!("--cluster.listen-address=127.0.0.1:{cluster_port}"))
+            .arg("--cluster.advertise-address=127.0.0.1:0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("alertmanager starts");
+        Some(Alertmanager {
+            child,
+            alerts_url: format!("http://127.0.0.1:{am_port}/api/v2/alerts"),
+        })
+    }
+
+    /// Posts `alerts` to it, waiting (bounded) for it to listen first.
+    async fn post(&self, alerts: &Value) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match client.post(&self.alerts_url).json(alerts).send().await {
+                Ok(r) if r.status().is_success() => return,
+                _ if Instant::now() > deadline => panic!("alertmanager did not accept the alerts"),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Alertmanager's route for these tests: quick to send.
+fn quick_route(group_by: &str) -> String {
+    format!(
+        "  receiver: herald\n  group_by: [{group_by}]\n  group_wait: 100ms\n  group_interval: 1s\n  repeat_interval: 1h\n"
+    )
+}
+
 /// Debian's prometheus-alertmanager, on loopback, with herald's webhook as
 /// its only receiver, authenticating with `basic_auth` (the token as the
-/// password), as many Alertmanager setups do. Mandatory in CI (`HERALD_REQUIRE_ALERTMANAGER=1`);
-/// skipped loudly elsewhere when the binary is missing.
+/// password), as many Alertmanager setups do. Mandatory in CI
+/// (`HERALD_REQUIRE_ALERTMANAGER=1`); skipped loudly elsewhere when the
+/// binary is missing.
 #[tokio::test]
 async fn a_real_alertmanager_opens_and_closes_an_incident() {
-    let binary = ["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let Some(binary) = binary else {
-        if std::env::var_os("HERALD_REQUIRE_ALERTMANAGER").is_some() {
-            panic!(
-                "prometheus-alertmanager is required here (HERALD_REQUIRE_ALERTMANAGER is set) but not installed"
-            );
-        }
-        eprintln!(
-            "\n*** SKIPPED a_real_alertmanager_opens_and_closes_an_incident: install Debian's prometheus-alertmanager to run it ***\n"
-        );
-        return;
-    };
     let ws = Workspace::new("auth_tokens = [\"am-pass\"]\n");
     let d = ws.start();
-    let am_port = free_port();
-    let cluster_port = free_port();
-    let config = ws.dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "route:\n  receiver: herald\n  group_by: ['alertname', 'instance']\n  group_wait: 100ms\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: herald\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n        http_config:\n          basic_auth:\n            username: alertmanager\n            password: am-pass\n",
-            d.url("/alerts/webhook/alertmanager/")
-        ),
+    let receivers = format!(
+        "  - name: herald\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n        http_config:\n          basic_auth:\n            username: alertmanager\n            password: am-pass\n",
+        d.url("/alerts/webhook/alertmanager/")
+    );
+    let Some(am) = Alertmanager::start(
+        &ws,
+        "a_real_alertmanager_opens_and_closes_an_incident",
+        &quick_route("'alertname', 'instance'"),
+        &receivers,
     )
-    .unwrap();
-    let mut am = std::process::Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            ws.dir.path().join("am-data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-        .arg(format!("--cluster.listen-address=127.0.0.1:{cluster_port}"))
-        .arg("--cluster.advertise-address=127.0.0.1:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("alertmanager starts");
-    let am_url = format!("http://127.0.0.1:{am_port}/api/v2/alerts");
-    let client = reqwest::Client::new();
+    .await
+    else {
+        return;
+    };
     let starts = (chrono::Utc::now() - chrono::Duration::seconds(60)).to_rfc3339();
     let alert = |ends: Option<&str>| {
         let mut a = json!({"labels": {"alertname": "RealAMTest", "instance": "am-host", "severity": "critical"},
@@ -467,40 +519,60 @@ async fn a_real_alertmanager_opens_and_closes_an_incident() {
         }
         json!([a])
     };
-    // Alertmanager takes a moment to listen.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match client.post(&am_url).json(&alert(None)).send().await {
-            Ok(r) if r.status().is_success() => break,
-            _ if Instant::now() > deadline => {
-                let _ = am.kill();
-                panic!("alertmanager did not accept the alert");
-            }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let incident = wait_for_incident(&d, "open").await;
-    let incident = incident.unwrap_or_else(|| {
-        let _ = am.kill();
-        panic!("herald opened no incident; log:\n{}", d.log())
-    });
+    am.post(&alert(None)).await;
+    let incident = wait_for_incident(&d, "open")
+        .await
+        .unwrap_or_else(|| panic!("herald opened no incident; log:\n{}", d.log()));
     assert_eq!(incident["title"], "RealAMTest on am-host");
     assert_eq!(incident["severity"], "critical");
     // The resolution: an end in the past.
     let ended = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
-    let r = client
-        .post(&am_url)
-        .json(&alert(Some(&ended)))
-        .send()
+    am.post(&alert(Some(&ended))).await;
+    let closed = wait_for_incident(&d, "resolved")
         .await
-        .unwrap();
-    assert!(r.status().is_success());
-    let closed = wait_for_incident(&d, "resolved").await;
-    let _ = am.kill();
-    let _ = am.wait();
-    let closed =
-        closed.unwrap_or_else(|| panic!("herald did not close the incident; log:\n{}", d.log()));
+        .unwrap_or_else(|| panic!("herald did not close the incident; log:\n{}", d.log()));
     assert_eq!(closed["id"], incident["id"]);
+}
+
+/// A real Alertmanager whose receiver has `max_alerts: 1`, sent a group of
+/// three: herald gets one alert, and says in its log and /metrics that
+/// two were left out.
+#[tokio::test]
+async fn a_real_alertmanagers_max_alerts_is_reported() {
+    let ws = Workspace::new("auth_tokens = [\"am-pass\"]\n");
+    let d = ws.start();
+    let receivers = format!(
+        "  - name: herald\n    webhook_configs:\n      - url: '{}'\n        max_alerts: 1\n        http_config:\n          authorization:\n            credentials: am-pass\n",
+        d.url("/alerts/webhook/alertmanager/")
+    );
+    let Some(am) = Alertmanager::start(
+        &ws,
+        "a_real_alertmanagers_max_alerts_is_reported",
+        &quick_route("'alertname'"),
+        &receivers,
+    )
+    .await
+    else {
+        return;
+    };
+    let starts = (chrono::Utc::now() - chrono::Duration::seconds(60)).to_rfc3339();
+    let group: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|host| json!({"labels": {"alertname": "CutShort", "instance": host}, "startsAt": starts}))
+        .collect();
+    am.post(&json!(group)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.log().contains("left out by the sender") {
+        assert!(Instant::now() < deadline, "no warning; log:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(d.log().contains("2 alerts of its group"), "{}", d.log());
+    let metrics = call(Method::GET, &d.url("/metrics"), None, Some("am-pass")).await;
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(
+        text.contains("herald_webhook_alerts_left_out_total{driver=\"alertmanager\"} 2"),
+        "{text}"
+    );
 }
 
 async fn wait_for_incident(d: &Daemon, status: &str) -> Option<Value> {
