@@ -198,6 +198,18 @@ async fn bad_bodies_are_4xx_with_reasons() {
         StatusCode::BAD_REQUEST,
         "invalid_body",
     );
+    // Labels that every listing would repeat.
+    for key in ["source", "trace_id", "environment", "incident_id"] {
+        let mut body = json!({"payload": {}});
+        body[key] = json!("s".repeat(300));
+        let r = post(&d, "/orchestration/pipeline/", body).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_body");
+        assert!(
+            r.body["error"]["message"].as_str().unwrap().contains(key),
+            "{:#}",
+            r.body
+        );
+    }
     let big = json!({"payload": {"x": "y".repeat(5000)}});
     assert_error(
         &post(&d, "/orchestration/pipeline/", big).await,
@@ -765,6 +777,37 @@ async fn a_body_with_alerts_left_out_is_accepted_and_said() {
         metrics.contains("herald_webhook_alerts_left_out_total{driver=\"alertmanager\"} 24"),
         "{metrics}"
     );
+}
+
+/// A webhook's `X-Trace-Id` labels its runs; one too long to label runs
+/// with is left out, and the alert still accepted (a 400 is not retried:
+/// the alert would be lost).
+#[tokio::test]
+async fn a_webhooks_trace_id_is_kept_or_left_out_never_refused() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    let url = d.url("/alerts/webhook/generic/");
+    let body = |name: &str| {
+        let mut a = alert();
+        a["name"] = json!(name);
+        a.to_string().into_bytes()
+    };
+    let kept = raw(
+        &url,
+        body("Traced"),
+        &[("x-trace-id", "trace-from-the-sender")],
+    )
+    .await;
+    assert_eq!(kept.status, StatusCode::ACCEPTED, "{:#}", kept.body);
+    let run = finished(&d, kept.body["run_ids"][0].as_str().unwrap()).await;
+    assert_eq!(run["trace_id"], "trace-from-the-sender");
+
+    let long = "t".repeat(300);
+    let left = raw(&url, body("Untraced"), &[("x-trace-id", &long)]).await;
+    assert_eq!(left.status, StatusCode::ACCEPTED, "{:#}", left.body);
+    let run = finished(&d, left.body["run_ids"][0].as_str().unwrap()).await;
+    let trace = run["trace_id"].as_str().unwrap();
+    assert!(!trace.is_empty() && trace != long, "{run:#}");
 }
 
 /// A storm-sized body (over 1 MiB) is kept as a file beside sled, written

@@ -13,6 +13,18 @@ use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// The longest `source`, `trace_id`, `environment` or `incident_id` a
+/// request may name: they label runs, and each listing repeats them.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// The 400 for a label over [`MAX_LABEL_BYTES`].
+pub fn too_long(what: &str) -> ApiError {
+    ApiError::bad_request(
+        "invalid_body",
+        format!("`{what}` is longer than {MAX_LABEL_BYTES} bytes"),
+    )
+}
+
 /// Reads `{payload, source?, trace_id?, environment?, incident_id?}`.
 pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest, ApiError> {
     let bytes = body::read_api(app, req).await?;
@@ -32,6 +44,7 @@ pub async fn run_request(app: &App, req: Request<Incoming>) -> Result<RunRequest
     let mut text = |key: &'static str| -> Result<Option<String>, ApiError> {
         match map.remove(key) {
             None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() > MAX_LABEL_BYTES => Err(too_long(key)),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(ApiError::bad_request(
                 "invalid_body",

@@ -5,7 +5,7 @@
 //! (a re-send), nothing runs. `GET` on these paths is a readiness probe.
 
 use super::auth::verify_signature;
-use super::pipelines::{builtin, queue_error};
+use super::pipelines::{MAX_LABEL_BYTES, builtin, queue_error};
 use super::response::{ApiError, Resp, json};
 use super::{App, body};
 use crate::alerts;
@@ -64,6 +64,15 @@ async fn accept_inner(
     let dry_run = super::query_pairs(&req)
         .iter()
         .any(|(k, v)| k == "dry_run" && !matches!(v.as_str(), "false" | "0" | "no"));
+    // An alert is not refused over a cosmetic header (a 400 is not retried:
+    // the alert would be lost): a trace id that is not text, or too long to
+    // label runs with, is left out and the runs get one of their own.
+    let trace_id = req
+        .headers()
+        .get("x-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty() && t.len() <= MAX_LABEL_BYTES)
+        .map(str::to_string);
     let peer = req
         .extensions()
         .get::<std::net::SocketAddr>()
@@ -133,11 +142,7 @@ async fn accept_inner(
             DefaultRoute::Builtin => Some(builtin(app)?),
             DefaultRoute::None => None,
         },
-        trace_id: parts
-            .headers
-            .get("x-trace-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        trace_id,
         reopen_window: config.webhooks.reopen_window,
     };
     let accepted = app
