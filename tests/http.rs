@@ -1062,6 +1062,10 @@ async fn rate_limit_answers_429_with_retry_after() {
         StatusCode::OK,
         "probes are not limited"
     );
+    // A webhook sender is told 503, which Alertmanager retries.
+    let webhook = post(&d, "/alerts/webhook/generic/", alert()).await;
+    assert_error(&webhook, StatusCode::SERVICE_UNAVAILABLE, "rate_limited");
+    assert!(webhook.headers.contains_key("retry-after"));
 
     // A config change elsewhere does not hand every client a fresh burst.
     ws.write_config("[rate_limit]\nper_second = 0.01\nburst = 3\n[store]\nmax_runs = 99999\n");
@@ -1112,6 +1116,15 @@ async fn a_full_queue_answers_429_and_keeps_memory_bounded() {
     assert_eq!(codes, [202, 202, 429, 429]);
     let ready = get(&d, "/readyz").await;
     assert_eq!(ready.body["queue_capacity"], 2);
+
+    // On a webhook path the same is a 503: Alertmanager retries only 5xx,
+    // and drops a notification answered 429 until its repeat_interval.
+    let r = post(&d, "/alerts/webhook/generic/", alert()).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "queue_full");
+    assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+    // And said in herald's log.
+    wait_for_log(&d, "webhook refused").await;
+    assert!(d.log().contains("queue_full"), "{}", d.log());
 }
 
 #[tokio::test]

@@ -240,11 +240,19 @@ async fn dispatch_checked(
     };
     match authorize_then_dispatch(app, peer, route, req).await {
         Ok(resp) => resp,
-        Err(e) => {
-            if let Some((driver, path)) = webhook
-                && e.status().is_client_error()
-            {
-                app.refusals.note(driver, peer.ip(), &path, &e);
+        Err(mut e) => {
+            if let Some((driver, path)) = webhook {
+                // Alertmanager (and Grafana, on the same code) retries a
+                // webhook only on a 5xx: a 429 would drop the notification
+                // until its repeat_interval, hours later. Too busy is
+                // therefore a 503 here, with the same Retry-After and code.
+                let overloaded = e.status() == StatusCode::TOO_MANY_REQUESTS;
+                if overloaded {
+                    e = e.with_status(StatusCode::SERVICE_UNAVAILABLE);
+                }
+                if overloaded || e.status().is_client_error() {
+                    app.refusals.note(driver, peer.ip(), &path, &e);
+                }
             }
             e.into_response()
         }

@@ -67,6 +67,12 @@ impl ApiError {
         &self.0.message
     }
 
+    /// The same error, answered with another status.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.0.status = status;
+        self
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.0.details = details;
         self
