@@ -767,12 +767,8 @@ async fn a_body_with_alerts_left_out_is_accepted_and_said() {
     let plain = raw(&url, text.into_bytes(), &[]).await;
     assert_eq!(plain.body["truncated_alerts"], 0);
     // Counted exactly in /metrics, where a rule can alert on it.
-    let metrics = reqwest::get(d.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get(&d, "/metrics").await.body;
+    let metrics = metrics.as_str().unwrap_or_default();
     assert!(
         metrics.contains("herald_webhook_alerts_left_out_total{driver=\"alertmanager\"} 24"),
         "{metrics}"
