@@ -120,13 +120,91 @@ pub struct WebhooksConfig {
     /// What runs for an alert no definition's trigger claims: `builtin` (the
     /// `default` pipeline) or `none`.
     pub default_route: DefaultRoute,
-    /// HMAC-SHA256 secrets by webhook source; a source with a secret must send
-    /// `X-Herald-Signature: sha256=<hex of HMAC(body)>`.
-    pub secrets: BTreeMap<String, String>,
+    /// HMAC-SHA256 secrets by webhook source: a source with a secret must
+    /// sign its bodies, in herald's way or its sender's own
+    /// (`src/http/signature.rs`).
+    #[serde(deserialize_with = "webhook_secrets")]
+    pub secrets: BTreeMap<String, WebhookSecret>,
     /// A resolved incident whose alert fires again within this long is
     /// re-opened; later, a new incident is opened.
     #[serde(with = "serde_human")]
     pub reopen_window: Duration,
+}
+
+/// A webhook source's signing secret, and where its sender puts the
+/// signature. Written as the secret alone (`grafana = "…"`) or as a table
+/// (`grafana = { secret = "…", timestamp_header = "X-Grafana-Alerting-Timestamp" }`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecret {
+    pub secret: String,
+    /// The header that holds the signature, for a sender that lets you name
+    /// it (Grafana's `hmac_config.header`); else the sender's usual one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// The header that holds the Unix time the sender signed at, for a
+    /// sender that then signs `<time>:<body>` (Grafana's
+    /// `hmac_config.timestamp_header`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_header: Option<String>,
+}
+
+impl WebhookSecret {
+    pub fn new(secret: &str) -> Self {
+        WebhookSecret {
+            secret: secret.to_string(),
+            header: None,
+            timestamp_header: None,
+        }
+    }
+}
+
+/// The secret alone, or the table; a table's unknown key is named.
+fn webhook_secrets<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, WebhookSecret>, D::Error> {
+    enum Written {
+        Secret(String),
+        Table(toml::Table),
+    }
+    impl<'de> Deserialize<'de> for Written {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Either;
+            impl<'de> serde::de::Visitor<'de> for Either {
+                type Value = Written;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str(
+                        "a secret (a string), or a table { secret, header, timestamp_header }",
+                    )
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Written, E> {
+                    Ok(Written::Secret(v.to_string()))
+                }
+                fn visit_map<M: serde::de::MapAccess<'de>>(
+                    self,
+                    m: M,
+                ) -> Result<Written, M::Error> {
+                    let table =
+                        toml::Table::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                    Ok(Written::Table(table))
+                }
+            }
+            d.deserialize_any(Either)
+        }
+    }
+    let written = BTreeMap::<String, Written>::deserialize(d)?;
+    written
+        .into_iter()
+        .map(|(source, w)| {
+            let secret = match w {
+                Written::Secret(secret) => WebhookSecret::new(&secret),
+                Written::Table(table) => table.try_into().map_err(|e: toml::de::Error| {
+                    serde::de::Error::custom(format!("webhooks.secrets.{source}: {}", e.message()))
+                })?,
+            };
+            Ok((source, secret))
+        })
+        .collect()
 }
 
 impl Default for WebhooksConfig {
@@ -409,6 +487,23 @@ impl Config {
         found
     }
 
+    /// Webhook secrets given to a source whose sender cannot sign: every
+    /// body it sends would be refused unless something on the way signs it.
+    pub fn signature_problems(&self) -> Vec<String> {
+        self.webhooks
+            .secrets
+            .iter()
+            .filter(|(source, key)| {
+                matches!(source.as_str(), "alertmanager" | "prometheus") && key.header.is_none()
+            })
+            .map(|(source, _)| {
+                format!(
+                    "webhooks.secrets.{source}: Alertmanager does not sign its webhooks, so                      herald refuses every body on this source that does not carry                      X-Herald-Signature (added by a proxy or script); to authenticate                      Alertmanager itself, give it a token (http_config.basic_auth or                      authorization)"
+                )
+            })
+            .collect()
+    }
+
     /// What the environment lacks for this config, which does not stop
     /// herald but will fail something later: each notify channel whose
     /// `url_env` is unset or holds no http(s) URL.
@@ -445,6 +540,28 @@ impl Config {
         }
         if self.store.cache_mb == 0 {
             return Err("store.cache_mb must be at least 1".to_string());
+        }
+        for (source, key) in &self.webhooks.secrets {
+            // A misspelt source would leave the real one unsigned, silently.
+            if !crate::alerts::detect::DRIVERS.contains(&source.as_str()) {
+                let hint = crate::definition::did_you_mean(source, crate::alerts::detect::DRIVERS)
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "webhooks.secrets: `{source}` is not a webhook source; {hint}known: {}",
+                    crate::alerts::detect::DRIVERS.join(", ")
+                ));
+            }
+            if key.secret.is_empty() {
+                return Err(format!("webhooks.secrets.{source}: the secret is empty"));
+            }
+            for name in key.header.iter().chain(&key.timestamp_header) {
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(format!(
+                        "webhooks.secrets.{source}: `{name}` is not a valid HTTP header name"
+                    ));
+                }
+            }
         }
         for (name, channel) in &self.notify.webhook {
             if channel.url.is_none() && channel.url_env.is_none() {
@@ -601,6 +718,54 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("headers.Authorization"), "{err}");
         assert!(!err.contains("Bearer"), "the value is not echoed: {err}");
+    }
+
+    #[test]
+    fn a_webhook_secret_is_the_secret_or_a_table() {
+        let c = Config::parse(
+            "[webhooks.secrets]\npagerduty = \"pd\"\n\
+             grafana = { secret = \"g\", timestamp_header = \"X-Grafana-Alerting-Timestamp\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.secrets["pagerduty"], WebhookSecret::new("pd"));
+        let grafana = &c.webhooks.secrets["grafana"];
+        assert_eq!(grafana.secret, "g");
+        assert_eq!(grafana.header, None);
+        assert_eq!(
+            grafana.timestamp_header.as_deref(),
+            Some("X-Grafana-Alerting-Timestamp")
+        );
+        assert!(c.signature_problems().is_empty());
+
+        let secrets = |body: &str| Config::parse(&format!("[webhooks.secrets]\n{body}\n"));
+        let err = secrets("grafana = { secret = \"g\", headr = \"X\" }").unwrap_err();
+        assert!(
+            err.contains("webhooks.secrets.grafana") && err.contains("headr"),
+            "{err}"
+        );
+        assert!(err.contains("line "), "{err}");
+        // A misspelt source would leave the real one unchecked.
+        let err = secrets("pagerduy = \"pd\"").unwrap_err();
+        assert!(err.contains("did you mean `pagerduty`?"), "{err}");
+        let err = secrets("grafana = \"\"").unwrap_err();
+        assert!(err.contains("the secret is empty"), "{err}");
+        let err = secrets("zabbix = { secret = \"z\", header = \"X Sig\" }").unwrap_err();
+        assert!(
+            err.contains("`X Sig` is not a valid HTTP header name"),
+            "{err}"
+        );
+        let err = secrets("grafana = 3").unwrap_err();
+        assert!(
+            err.contains("expected a secret (a string), or a table"),
+            "{err}"
+        );
+        assert!(err.contains("line 2"), "{err}");
+
+        // Alertmanager cannot sign: said, not refused (a proxy may sign).
+        let am = secrets("alertmanager = \"a\"").unwrap();
+        let problems = am.signature_problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("does not sign"), "{problems:?}");
     }
 
     #[test]

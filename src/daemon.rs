@@ -360,12 +360,13 @@ async fn ping_watchdog(
 
 /// Says, at start and at each config change, what the environment lacks
 /// (a notify channel's `url_env` unset): found now, not at the first
-/// alert that needs it; and which files holding secrets every user of
-/// the host can read.
+/// alert that needs it; a webhook secret its sender cannot sign with; and
+/// which files holding secrets every user of the host can read.
 fn warn_of_config_problems(config: &Config, file: Option<&std::path::Path>) {
     for problem in config
         .environment_problems()
         .into_iter()
+        .chain(config.signature_problems())
         .chain(config.secrets_readable_by_everyone(file))
     {
         tracing::warn!("{problem}");

@@ -981,6 +981,108 @@ async fn wait_for_log(d: &Daemon, needle: &str) {
     }
 }
 
+/// HMAC-SHA256 of `<time>:<body>` (or of the body), hex: how PagerDuty
+/// and Grafana sign.
+fn sender_hmac(secret: &str, signed_at: Option<&str>, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    if let Some(at) = signed_at {
+        mac.update(format!("{at}:").as_bytes());
+    }
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// PagerDuty and Grafana sign their webhooks but cannot be taught herald's
+/// header: each is checked the way it signs, and a body refused changes
+/// nothing.
+#[tokio::test]
+async fn pagerduty_and_grafana_are_checked_as_they_sign() {
+    let ws = Workspace::new(
+        "[webhooks.secrets]\npagerduty = \"pd-secret\"\n\
+         grafana = { secret = \"g-secret\", timestamp_header = \"X-Grafana-Alerting-Timestamp\" }\n",
+    );
+    let d = ws.start();
+    let pd = std::fs::read(support::fixture("vendors/pagerduty-v3-resolved.json")).unwrap();
+    let pd_url = d.url("/alerts/webhook/pagerduty/");
+    let gf = std::fs::read(support::fixture("vendors/grafana-unified-firing.json")).unwrap();
+    let gf_url = d.url("/alerts/webhook/grafana/");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let hour_ago = (now.parse::<u64>().unwrap() - 3600).to_string();
+
+    // Refused, each with what was wrong.
+    let old_only = format!("v1={}", sender_hmac("old-secret", None, &pd));
+    let r = raw(&pd_url, pd.clone(), &[("x-pagerduty-signature", &old_only)]).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "bad_signature");
+    let r = raw(&pd_url, pd.clone(), &[]).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "bad_signature");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-PagerDuty-Signature: v1="),
+        "{:#}",
+        r.body
+    );
+    let replayed = sender_hmac("g-secret", Some(&hour_ago), &gf);
+    let r = raw(
+        &gf_url,
+        gf.clone(),
+        &[
+            ("x-grafana-alerting-signature", &replayed),
+            ("x-grafana-alerting-timestamp", &hour_ago),
+        ],
+    )
+    .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "bad_signature");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3600 s from this host's clock"),
+        "{:#}",
+        r.body
+    );
+    let body_only = sender_hmac("g-secret", None, &gf);
+    let r = raw(
+        &gf_url,
+        gf.clone(),
+        &[
+            ("x-grafana-alerting-signature", &body_only),
+            ("x-grafana-alerting-timestamp", &now),
+        ],
+    )
+    .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "bad_signature");
+    let incidents = get(&d, "/alerts/incidents/").await;
+    assert_eq!(
+        incidents.body["count"], 0,
+        "refused, yet: {:#}",
+        incidents.body
+    );
+
+    // Accepted: PagerDuty rotating its secret sends both signatures.
+    let rotating = format!("{old_only},v1={}", sender_hmac("pd-secret", None, &pd));
+    let r = raw(&pd_url, pd.clone(), &[("x-pagerduty-signature", &rotating)]).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    let signed = sender_hmac("g-secret", Some(&now), &gf);
+    let r = raw(
+        &gf_url,
+        gf.clone(),
+        &[
+            ("x-grafana-alerting-signature", &signed),
+            ("x-grafana-alerting-timestamp", &now),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    assert!(r.body["alerts"].as_u64().unwrap() >= 1, "{:#}", r.body);
+}
+
 #[tokio::test]
 async fn webhook_signatures_when_a_source_has_a_secret() {
     let ws = Workspace::new("[webhooks.secrets]\nalertmanager = \"hush\"\n");
@@ -1036,6 +1138,12 @@ async fn webhook_signatures_when_a_source_has_a_secret() {
     assert_eq!(
         post(&d, "/alerts/webhook/generic/", alert()).await.status,
         StatusCode::ACCEPTED
+    );
+    // Alertmanager itself cannot sign: said at start, with what to do.
+    assert!(
+        d.log().contains("Alertmanager does not sign its webhooks"),
+        "{}",
+        d.log()
     );
 }
 

@@ -1,9 +1,8 @@
-//! Who may call the API: bearer tokens compared in constant time, optional
-//! HMAC-SHA256 webhook signatures, and an optional per-client rate limit.
+//! Who may call the API: bearer tokens compared in constant time, and an
+//! optional per-client rate limit. (Webhook signatures: `signature.rs`.)
 
 use super::response::ApiError;
 use crate::config::RateLimitConfig;
-use hmac::{Hmac, Mac};
 use hyper::HeaderMap;
 use hyper::StatusCode;
 use sha2::{Digest, Sha256};
@@ -96,34 +95,6 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
         .with_header("www-authenticate", "Bearer")
-}
-
-/// Checks `X-Herald-Signature: sha256=<hex>` against HMAC-SHA256(secret, body).
-pub fn verify_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
-    let bad = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", m);
-    let header = headers
-        .get("x-herald-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            bad("this source requires `X-Herald-Signature: sha256=<hex HMAC-SHA256 of the body>`")
-        })?;
-    let hex_sig = header
-        .strip_prefix("sha256=")
-        .ok_or_else(|| bad("X-Herald-Signature must look like `sha256=<hex>`"))?;
-    let sig = hex::decode(hex_sig.trim()).map_err(|_| bad("X-Herald-Signature is not hex"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .map_err(|_| ApiError::internal("HMAC key rejected"))?;
-    mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| bad("X-Herald-Signature does not match the body"))
-}
-
-/// The signature header value for `body` (for clients and tests).
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// A token bucket per client key (token id, or IP address without a token).
@@ -243,18 +214,6 @@ mod tests {
             t.check(&headers(&[("authorization", "Bearer ")])).is_err(),
             "an empty bearer token"
         );
-    }
-
-    #[test]
-    fn signatures_round_trip_and_reject_tampering() {
-        let body = br#"{"a":1}"#;
-        let sig = sign("key", body);
-        assert!(verify_signature("key", &headers(&[("x-herald-signature", &sig)]), body).is_ok());
-        assert!(verify_signature("key", &headers(&[("x-herald-signature", &sig)]), b"{}").is_err());
-        assert!(
-            verify_signature("other", &headers(&[("x-herald-signature", &sig)]), body).is_err()
-        );
-        assert!(verify_signature("key", &headers(&[]), body).is_err());
     }
 
     #[test]

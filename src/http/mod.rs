@@ -16,10 +16,11 @@ mod pipelines;
 mod refusals;
 mod response;
 pub mod router;
+mod signature;
 mod webhooks;
 
-pub use auth::sign;
 pub use response::ApiError;
+pub use signature::sign;
 
 use crate::config::Config;
 use crate::definition::SharedDefinitions;

@@ -4,10 +4,9 @@
 //! built-in pipeline runs (`webhooks.default_route`); when nothing changed
 //! (a re-send), nothing runs. `GET` on these paths is a readiness probe.
 
-use super::auth::verify_signature;
 use super::pipelines::{MAX_LABEL_BYTES, builtin, queue_error};
 use super::response::{ApiError, Resp, json};
-use super::{App, body};
+use super::{App, body, signature};
 use crate::alerts;
 use crate::config::DefaultRoute;
 use crate::engine::{Engine, RunRequest};
@@ -107,7 +106,13 @@ async fn accept_inner(
     // A secret for the source (the path's driver, else the detected one)
     // makes its signature mandatory — checked before anything changes.
     if let Some(secret) = config.webhooks.secrets.get(source) {
-        verify_signature(secret, &parts.headers, text.as_bytes())?;
+        signature::verify(
+            source,
+            secret,
+            &parts.headers,
+            text.as_bytes(),
+            std::time::SystemTime::now(),
+        )?;
     }
     let set = app.definitions.load();
     let triggered: Vec<_> = set
