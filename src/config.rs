@@ -487,6 +487,17 @@ impl Config {
         found
     }
 
+    /// Everything about this config that does not stop herald but will
+    /// bite later: what the environment lacks, a webhook secret its sender
+    /// cannot sign with, and files holding secrets that every user can
+    /// read. Said at start, at each config change, and by `herald validate`.
+    pub fn problems(&self, file: Option<&Path>) -> Vec<String> {
+        let mut problems = self.environment_problems();
+        problems.extend(self.signature_problems());
+        problems.extend(self.secrets_readable_by_everyone(file));
+        problems
+    }
+
     /// Webhook secrets given to a source whose sender cannot sign: every
     /// body it sends would be refused unless something on the way signs it.
     pub fn signature_problems(&self) -> Vec<String> {

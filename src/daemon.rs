@@ -363,12 +363,7 @@ async fn ping_watchdog(
 /// alert that needs it; a webhook secret its sender cannot sign with; and
 /// which files holding secrets every user of the host can read.
 fn warn_of_config_problems(config: &Config, file: Option<&std::path::Path>) {
-    for problem in config
-        .environment_problems()
-        .into_iter()
-        .chain(config.signature_problems())
-        .chain(config.secrets_readable_by_everyone(file))
-    {
+    for problem in config.problems(file) {
         tracing::warn!("{problem}");
     }
 }

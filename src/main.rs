@@ -868,7 +868,16 @@ async fn check(setup: Setup, definition: Option<String>, json: bool) -> Result<E
 }
 
 fn validate(setup: Setup, paths: Vec<PathBuf>) -> Result<ExitCode> {
+    // The config was loaded and checked to get here (an invalid one is an
+    // error before this); what would only bite later is said as well.
     let handlers = setup.handlers()?;
+    match &setup.config_file {
+        Some(file) => println!("ok      {} (config)", file.display()),
+        None => println!("ok      built-in defaults (no config file)"),
+    }
+    for problem in setup.config.problems(setup.config_file.as_deref()) {
+        println!("  warning: {problem}");
+    }
     let paths = if paths.is_empty() {
         vec![setup.config.definitions_dir.clone()]
     } else {

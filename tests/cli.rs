@@ -330,6 +330,31 @@ fn validate_points_at_file_line_and_column() {
     assert!(out.status.success(), "{}", stdout(&out));
 }
 
+/// `herald validate` before `systemctl reload herald`: the config is
+/// checked too, and what would only bite later is said without failing.
+#[test]
+fn validate_checks_the_config_and_says_what_would_bite_later() {
+    let ws = Workspace::empty("[webhooks.secrets]\nalertmanager = \"a\"\n");
+    let config = ws.dir.path().join("config.toml");
+    let out = ws.herald(&["validate"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("ok      {} (config)", config.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: webhooks.secrets.alertmanager: Alertmanager does not sign"),
+        "{text}"
+    );
+
+    let ws = Workspace::empty("[webhooks.secrets]\npagerduy = \"p\"\n");
+    let out = ws.herald(&["validate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did you mean `pagerduty`?"), "{err}");
+}
+
 #[test]
 fn bad_input_gives_one_clear_line() {
     let ws = Workspace::shipped();
