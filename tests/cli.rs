@@ -355,6 +355,60 @@ fn validate_checks_the_config_and_says_what_would_bite_later() {
     assert!(err.contains("did you mean `pagerduty`?"), "{err}");
 }
 
+/// The `log` notifier logs at its message's severity: with `log_level =
+/// "warn"`, which keeps a storm's per-run lines out of the journal, a
+/// critical alert is still said (as an error), an informational one not.
+#[test]
+fn the_log_notifier_logs_at_the_severity_of_its_message() {
+    let ws = Workspace::empty("");
+    ws.write_definition(
+        "page",
+        r#"{"version": "1", "nodes": [
+            {"id": "ingest", "type": "ingest", "next": "notify"},
+            {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}"#,
+    );
+    let alert = |name: &str, severity: &str| {
+        let path = ws.dir.path().join(format!("{name}.json"));
+        let body = serde_json::json!({"name": name, "severity": severity, "status": "firing"});
+        std::fs::write(&path, body.to_string()).unwrap();
+        path
+    };
+    let run = |payload: &Path| {
+        let out = ws.herald(&[
+            "--log-level",
+            "warn",
+            "run",
+            "page",
+            "--payload",
+            payload.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let critical = run(&alert("DiskFull", "critical"));
+    let line = critical
+        .lines()
+        .find(|l| l.contains("DiskFull"))
+        .unwrap_or_else(|| panic!("the critical notification is not logged:\n{critical}"));
+    assert!(line.contains("ERROR"), "{line}");
+    let warning = run(&alert("SlowDisk", "warning"));
+    assert!(
+        warning
+            .lines()
+            .any(|l| l.contains("SlowDisk") && l.contains("WARN")),
+        "{warning}"
+    );
+    let info = run(&alert("Heartbeat", "info"));
+    assert!(
+        !info.contains("Heartbeat"),
+        "an info notification at warn:\n{info}"
+    );
+}
+
 #[test]
 fn bad_input_gives_one_clear_line() {
     let ws = Workspace::shipped();

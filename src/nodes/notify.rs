@@ -159,15 +159,7 @@ impl NodeExecutor for Notify {
             let message = compose(ctx, self.include_recommendations);
             match &self.driver {
                 Driver::Log => {
-                    tracing::info!(
-                        target: "herald::notify",
-                        run_id = ctx.run_id,
-                        definition = ctx.definition,
-                        severity = %message["severity"].as_str().unwrap_or("info"),
-                        "{}: {}",
-                        message["title"].as_str().unwrap_or_default(),
-                        message["summary"].as_str().unwrap_or_default(),
-                    );
+                    log_notification(ctx, &message);
                     Ok(json!({"driver": "log", "delivered": true, "title": message["title"]}))
                 }
                 Driver::Webhook { name, channel } => {
@@ -298,6 +290,34 @@ fn describe_reqwest(e: &reqwest::Error, url: &str) -> String {
         ""
     };
     format!("{kind}: {cause}{advice}")
+}
+
+/// The `log` driver: the message at the level of its severity — critical
+/// an error, warning a warning, anything else info — so the journal files
+/// it under that priority (`journalctl -p warning` lists what paged), and
+/// `log_level = "warn"`, which keeps a storm's per-run lines out of the
+/// journal, still lets the warnings and criticals through.
+fn log_notification(ctx: &NodeContext<'_>, message: &Value) {
+    let severity = message["severity"].as_str().unwrap_or("info");
+    let title = message["title"].as_str().unwrap_or_default();
+    let summary = message["summary"].as_str().unwrap_or_default();
+    macro_rules! at {
+        ($level:expr) => {
+            tracing::event!(
+                target: "herald::notify",
+                $level,
+                run_id = ctx.run_id,
+                definition = ctx.definition,
+                severity = %severity,
+                "{title}: {summary}"
+            )
+        };
+    }
+    match severity {
+        "critical" => at!(tracing::Level::ERROR),
+        "warning" => at!(tracing::Level::WARN),
+        _ => at!(tracing::Level::INFO),
+    }
 }
 
 /// The message every driver sends: what happened, how bad, what to do.
