@@ -505,7 +505,7 @@ impl Config {
             .secrets
             .iter()
             .filter(|(source, key)| {
-                matches!(source.as_str(), "alertmanager" | "prometheus") && key.header.is_none()
+                source.as_str() == "alertmanager" && key.header.is_none()
             })
             .map(|(source, _)| {
                 format!(
