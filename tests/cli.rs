@@ -409,6 +409,36 @@ fn the_log_notifier_logs_at_the_severity_of_its_message() {
     );
 }
 
+/// At info a run is one line, its finish; its start and stages are debug
+/// (a storm at seven lines an alert went past journald's rate limit).
+#[test]
+fn a_run_is_one_line_at_info_and_every_stage_at_debug() {
+    let ws = Workspace::empty("");
+    ws.write_definition(
+        "quiet",
+        r#"{"version": "1", "nodes": [
+            {"id": "shape", "type": "transform", "config": {"mapping": {"name": "payload.name"}}}]}"#,
+    );
+    let stderr = |level: &str| {
+        let out = ws.herald(&["--log-level", level, "run", "quiet"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let info = stderr("info");
+    assert_eq!(info.matches("run finished").count(), 1, "{info}");
+    for quiet in ["run started", "stage succeeded"] {
+        assert!(!info.contains(quiet), "{quiet} at info:\n{info}");
+    }
+    let debug = stderr("debug");
+    for said in ["run started", "stage succeeded", "run finished"] {
+        assert!(debug.contains(said), "no {said} at debug:\n{debug}");
+    }
+}
+
 #[test]
 fn bad_input_gives_one_clear_line() {
     let ws = Workspace::shipped();

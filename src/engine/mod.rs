@@ -226,7 +226,11 @@ impl Engine {
     ) -> Result<RunResult, EngineError> {
         let started = Instant::now();
         self.save_run(&state.record)?;
-        tracing::info!(
+        // At info, a run is one line: its finish (with its status). Its
+        // start and each stage are debug: at a storm's rate, seven lines an
+        // alert went past journald's rate limit, which then dropped the
+        // errors too; every stage is in the store (`herald runs show`).
+        tracing::debug!(
             run_id = %state.record.run_id,
             trace_id = %state.record.trace_id,
             definition = %definition.name,
@@ -241,7 +245,7 @@ impl Engine {
                 continue;
             }
             if let Some(reason) = skip_reason(node, &state) {
-                tracing::info!(run_id = %state.record.run_id, node = %node.id, %reason, "stage skipped");
+                tracing::debug!(run_id = %state.record.run_id, node = %node.id, %reason, "stage skipped");
                 let seq = state.take_seq();
                 let stage = state.stage_record(node, seq, 1, StageStatus::Skipped);
                 self.save_stage(&stage)?;
@@ -401,7 +405,7 @@ impl Engine {
                         // must not send this notification again.
                         store.flush_grouped().await?;
                     }
-                    tracing::info!(run_id = %state.record.run_id, node = %node.id, attempt, duration_ms = attempt_ms, "stage succeeded");
+                    tracing::debug!(run_id = %state.record.run_id, node = %node.id, attempt, duration_ms = attempt_ms, "stage succeeded");
                     return Ok(NodeResult {
                         node_type: node.node_type.clone(),
                         status: StageStatus::Succeeded,
