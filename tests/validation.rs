@@ -327,6 +327,42 @@ fn bad_triggers() {
     assert!(!i.iter().any(|x| x.path == "trigger.match.labels.team"));
 }
 
+/// `severity`, `status` and `source` are normalized: a value they never
+/// take would be a trigger that silently never starts.
+#[test]
+fn a_trigger_value_a_normalized_field_never_takes_is_refused() {
+    let node = format!(r#"[{{"id": "a", "type": "notify", "config": {LOG}}}]"#);
+    let with_match =
+        |m: &str| format!(r#"{{"version": "1", "trigger": {{"match": {m}}}, "nodes": {node}}}"#);
+    let i = issues(&with_match(
+        r#"{"severity": "crit", "status": "FIRING", "source": "grafna"}"#,
+    ));
+    let severity = issue_at(&i, "trigger.match.severity").message;
+    assert!(severity.contains("`crit` is `critical`"), "{severity}");
+    assert!(severity.contains("severity_raw"), "{severity}");
+    assert!(
+        issue_at(&i, "trigger.match.status")
+            .message
+            .contains("status_raw")
+    );
+    assert!(
+        issue_at(&i, "trigger.match.source")
+            .message
+            .contains("did you mean `grafana`")
+    );
+    let i = issues(&with_match(r#"{"severity": "urgent"}"#));
+    assert!(
+        issue_at(&i, "trigger.match.severity")
+            .message
+            .contains("is not a severity")
+    );
+    // What they do take, and the raw words, are fine.
+    let ok = parse(&with_match(
+        r#"{"severity": "critical", "status": "resolved", "source": "zabbix", "severity_raw": "crit", "status_raw": "FIRING"}"#,
+    ));
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
 #[test]
 fn bad_durations_and_counts() {
     let i = issues(&format!(

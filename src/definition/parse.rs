@@ -361,7 +361,10 @@ impl Checker<'_> {
                     continue;
                 }
                 match value {
-                    Value::String(s) => trigger.matchers.push((key.clone(), s.clone())),
+                    Value::String(s) => match normalized_value_problem(key, s) {
+                        None => trigger.matchers.push((key.clone(), s.clone())),
+                        Some(problem) => self.issue(format!("trigger.match.{key}"), problem),
+                    },
                     other => self.issue(
                         format!("trigger.match.{key}"),
                         format!("must be a string, found {}", kind_of(other)),
@@ -807,5 +810,42 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+}
+
+/// Why a `match` value can never equal the field it names, for the fields
+/// herald normalizes: `severity` is always info, warning or critical,
+/// `status` firing or resolved, `source` a driver's name — so `crit` or
+/// `FIRING` would be a trigger that silently never starts.
+fn normalized_value_problem(key: &str, value: &str) -> Option<String> {
+    use crate::alerts::Severity;
+    match key {
+        "severity" if !["info", "warning", "critical"].contains(&value) => {
+            Some(match Severity::parse(value) {
+                Some(s) => format!(
+                    "`{value}` never matches: `severity` is normalized to info, warning or \
+                     critical, and `{value}` is `{}`; match `severity_raw` for the sender's own word",
+                    s.as_str()
+                ),
+                None => format!(
+                    "`{value}` is not a severity: use info, warning or critical, or match \
+                     `severity_raw` for the sender's own word"
+                ),
+            })
+        }
+        "status" if !["firing", "resolved"].contains(&value) => Some(format!(
+            "`{value}` never matches: `status` is firing or resolved; match `status_raw` for \
+             the sender's own word"
+        )),
+        "source" if !KNOWN_SOURCES.contains(&value) => {
+            let hint = did_you_mean(value, KNOWN_SOURCES)
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
+            Some(format!(
+                "unknown source `{value}`; {hint}known sources: {}",
+                KNOWN_SOURCES.join(", ")
+            ))
+        }
+        _ => None,
     }
 }
