@@ -532,6 +532,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        crate::logging::check_filter(&self.log_level).map_err(|e| format!("log_level: {e}"))?;
         if self.host.sample_interval < Duration::from_secs(1) {
             return Err("host.sample_interval must be at least 1s".to_string());
         }

@@ -20,12 +20,53 @@ use tracing_subscriber::{EnvFilter, Registry, reload};
 /// Sets the log filter of the running process.
 pub type LevelHandle = reload::Handle<EnvFilter, Registry>;
 
+/// The levels a filter may name.
+const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
+
+/// Checks a log level or tracing filter (`warn`, `info,herald::engine=debug`).
+/// A bare word that is not a level is refused: tracing would read
+/// `warning` or `verbose` as the name of a module to log everything of,
+/// and log nothing else — errors included — without a word.
+pub fn check_filter(text: &str) -> Result<(), String> {
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level.trim(),
+            // A target alone (`herald::engine`) means all of it: legal.
+            None if directive.contains("::") || directive.contains('[') => continue,
+            None => directive,
+        };
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            let hint = crate::definition::did_you_mean(&level.to_ascii_lowercase(), LEVELS)
+                .map(|l| format!("did you mean `{l}`? "))
+                .unwrap_or_default();
+            return Err(format!(
+                "`{level}` is not a log level; {hint}use error, warn, info, debug, trace or \
+                 off, or a filter such as `info,herald::engine=debug`"
+            ));
+        }
+    }
+    EnvFilter::try_new(text)
+        .map(|_| ())
+        .map_err(|e| format!("`{text}` is not a log filter: {e}"))
+}
+
 /// Logs to stderr at `level` (or `HERALD_LOG`), shaped for where stderr goes.
+/// A `HERALD_LOG` that is not a filter is said, and `level` used instead.
 pub fn init(level: &str) -> LevelHandle {
     use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_env("HERALD_LOG")
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let from_env = std::env::var("HERALD_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let env_problem = from_env.as_deref().and_then(|v| {
+        check_filter(v)
+            .err()
+            .map(|e| format!("HERALD_LOG ignored: {e}"))
+    });
+    let chosen = match (&from_env, &env_problem) {
+        (Some(v), None) => v.as_str(),
+        _ => level,
+    };
+    let filter = EnvFilter::try_new(chosen).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -44,6 +85,9 @@ pub fn init(level: &str) -> LevelHandle {
             .with(filter)
             .with(layer)
             .init();
+    }
+    if let Some(problem) = env_problem {
+        tracing::warn!("{problem}");
     }
     handle
 }
@@ -93,5 +137,30 @@ fn priority(level: Level) -> u8 {
         Level::WARN => 4,
         Level::INFO => 6,
         Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_filter;
+
+    #[test]
+    fn a_bare_word_must_be_a_level() {
+        for ok in [
+            "warn",
+            "INFO",
+            "off",
+            "info,herald::engine=debug",
+            "herald::engine",
+            "warn,hyper=off",
+        ] {
+            assert!(check_filter(ok).is_ok(), "{ok}: {:?}", check_filter(ok));
+        }
+        let e = check_filter("warning").unwrap_err();
+        assert!(e.contains("did you mean `warn`?"), "{e}");
+        let e = check_filter("verbose").unwrap_err();
+        assert!(e.contains("`verbose` is not a log level"), "{e}");
+        let e = check_filter("info,herald=loud").unwrap_err();
+        assert!(e.contains("`loud` is not a log level"), "{e}");
     }
 }

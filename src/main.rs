@@ -276,6 +276,10 @@ impl Overrides {
 
 impl Setup {
     fn new(cli: &Cli) -> Result<Setup> {
+        if let Some(level) = &cli.log_level {
+            herald::logging::check_filter(level)
+                .map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
+        }
         let overrides = Overrides {
             config: cli.config.clone(),
             data_dir: cli.data_dir.clone(),

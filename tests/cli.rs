@@ -439,6 +439,64 @@ fn a_run_is_one_line_at_info_and_every_stage_at_debug() {
     }
 }
 
+/// tracing reads a bare word that is not a level (`warning`, `verbose`)
+/// as a module to log all of, and then logs nothing else, errors
+/// included: refused in config.toml and `--log-level`, ignored (and said)
+/// in `HERALD_LOG`.
+#[test]
+fn a_log_level_that_is_not_one_is_refused_not_silence() {
+    let ws = Workspace::empty("");
+    let config = ws.dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("log_level = \"warn\"", "log_level = \"warning\""),
+    )
+    .unwrap();
+    let out = ws.herald(&["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("log_level: `warning` is not a log level; did you mean `warn`?"),
+        "{err}"
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let out = ws.herald(&["--log-level", "verbose", "validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--log-level: `verbose` is not a log level"),
+        "{err}"
+    );
+
+    ws.write_definition(
+        "page",
+        r#"{"version": "1", "nodes": [
+            {"id": "ingest", "type": "ingest", "next": "notify"},
+            {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}"#,
+    );
+    let payload = ws.dir.path().join("alert.json");
+    std::fs::write(
+        &payload,
+        r#"{"name": "DiskFull", "severity": "critical", "status": "firing"}"#,
+    )
+    .unwrap();
+    let out = ws
+        .command(&["run", "page", "--payload", payload.to_str().unwrap()])
+        .env("HERALD_LOG", "verbose")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HERALD_LOG ignored: `verbose` is not a log level"),
+        "{err}"
+    );
+    // The config's level is used instead: the critical notification is said.
+    assert!(err.contains("DiskFull"), "{err}");
+}
+
 #[test]
 fn bad_input_gives_one_clear_line() {
     let ws = Workspace::shipped();
