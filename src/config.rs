@@ -19,8 +19,10 @@ pub const SYSTEM_CONFIG: &str = "/etc/herald/config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}{hint}")]
+    #[error("cannot read {what} {path}: {source}{hint}")]
     Read {
+        /// Which file: `config`, or `auth_token_file`.
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
         /// Who may read it, when this process may not.
@@ -375,7 +377,8 @@ impl Config {
 
     /// Reads one file; relative paths in it become relative to its directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| read_failed(path, source))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| read_failed("config", path, source))?;
         let mut config = Self::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -431,7 +434,8 @@ impl Config {
     pub fn tokens(&self) -> Result<Vec<String>, ConfigError> {
         let mut tokens: Vec<String> = self.auth_tokens.clone();
         if let Some(path) = &self.auth_token_file {
-            let text = std::fs::read_to_string(path).map_err(|source| read_failed(path, source))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| read_failed("auth_token_file", path, source))?;
             tokens.extend(
                 text.lines()
                     .map(str::trim)
@@ -646,7 +650,7 @@ mod serde_listen {
 /// A config or token file that could not be read; when for want of
 /// permission, who may read it (the packaged config.toml is root:herald
 /// 0640, so a login user's `herald runs list` lands here).
-fn read_failed(path: &Path, source: std::io::Error) -> ConfigError {
+fn read_failed(what: &'static str, path: &Path, source: std::io::Error) -> ConfigError {
     use std::os::unix::fs::MetadataExt;
     let hint = match std::fs::metadata(path) {
         Ok(meta) if source.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -668,6 +672,7 @@ fn read_failed(path: &Path, source: std::io::Error) -> ConfigError {
         _ => String::new(),
     };
     ConfigError::Read {
+        what,
         path: path.to_path_buf(),
         source,
         hint,

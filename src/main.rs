@@ -875,6 +875,8 @@ fn validate(setup: Setup, paths: Vec<PathBuf>) -> Result<ExitCode> {
     // The config was loaded and checked to get here (an invalid one is an
     // error before this); what would only bite later is said as well.
     let handlers = setup.handlers()?;
+    // The daemon reads the token file at start; one it cannot read stops it.
+    setup.config.tokens()?;
     match &setup.config_file {
         Some(file) => println!("ok      {} (config)", file.display()),
         None => println!("ok      built-in defaults (no config file)"),

@@ -353,6 +353,14 @@ fn validate_checks_the_config_and_says_what_would_bite_later() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("did you mean `pagerduty`?"), "{err}");
+
+    // A token file the daemon could not read would stop it at start.
+    let ws = Workspace::empty("auth_token_file = \"tokens\"\n");
+    let out = ws.herald(&["validate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read auth_token_file"), "{err}");
+    assert!(err.contains("tokens"), "{err}");
 }
 
 /// The `log` notifier logs at its message's severity: with `log_level =
