@@ -554,6 +554,10 @@ impl Config {
         if self.store.max_runs == 0 {
             return Err("store.max_runs must be at least 1".to_string());
         }
+        // `0s` would prune each run as it finishes: a typo, not a policy.
+        if self.store.retention < Duration::from_secs(60) {
+            return Err("store.retention must be at least 1min".to_string());
+        }
         if self.store.cache_mb == 0 {
             return Err("store.cache_mb must be at least 1".to_string());
         }
@@ -783,6 +787,16 @@ mod tests {
         let problems = am.signature_problems();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("does not sign"), "{problems:?}");
+    }
+
+    #[test]
+    fn retention_is_at_least_a_minute() {
+        let err = Config::parse("[store]\nretention = \"0s\"\n").unwrap_err();
+        assert!(
+            err.contains("store.retention must be at least 1min"),
+            "{err}"
+        );
+        assert!(Config::parse("[store]\nretention = \"1min\"\n").is_ok());
     }
 
     #[test]

@@ -5,7 +5,8 @@ mod support;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use herald::store::{
-    PipelineRun, RunQuery, RunStatus, StageExecution, StageStatus, Store, StoreError, StoreOptions,
+    Job, JobKind, PipelineRun, RunQuery, RunStatus, StageExecution, StageStatus, Store, StoreError,
+    StoreOptions,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -299,6 +300,44 @@ fn retention_prunes_by_age_in_batches() {
         })
         .unwrap();
     assert_eq!(listed.runs.len(), 1, "index entries go too");
+}
+
+/// A run still waiting in the queue is an alert herald answered 2xx for:
+/// retention never takes it, however old (herald stopped for longer than
+/// `retention`, with jobs on disk), or its job would find no run.
+#[test]
+fn retention_never_takes_a_run_whose_job_is_still_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        retention: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let now = Utc::now();
+    let old_ms = (now - ChronoDuration::hours(2)).timestamp_millis() as u64;
+    let finished = run_at(old_ms, "d", RunStatus::Notified);
+    store.put_run(&finished).unwrap();
+    let mut queued = run_at(old_ms + 1, "d", RunStatus::Pending);
+    queued.completed_at = None;
+    store.put_run(&queued).unwrap();
+    store
+        .put_job(&Job {
+            run_id: queued.run_id.clone(),
+            kind: JobKind::Run,
+            enqueued_at: now - ChronoDuration::hours(2),
+        })
+        .unwrap();
+
+    assert_eq!(store.prune(now, 100).unwrap(), 1);
+    assert!(store.get_run(&finished.run_id).unwrap().is_none());
+    assert!(
+        store.get_run(&queued.run_id).unwrap().is_some(),
+        "a queued run was pruned"
+    );
+    // Once its job is done, it goes like any other.
+    store.remove_job(&queued.run_id).unwrap();
+    assert_eq!(store.prune(now, 100).unwrap(), 1);
+    assert!(store.get_run(&queued.run_id).unwrap().is_none());
 }
 
 #[test]

@@ -630,7 +630,8 @@ impl Store {
             .saturating_sub(inner.max_runs.load(Ordering::Relaxed));
         // Bounded: beyond `max_runs` with a long queue, the oldest runs
         // are unfinished, and every batch would read them all again.
-        for item in self.trees().runs.iter().take(MAX_RUNS_SCANNED) {
+        let trees = self.trees();
+        for item in trees.runs.iter().take(MAX_RUNS_SCANNED) {
             if victims.len() >= batch {
                 break;
             }
@@ -639,6 +640,12 @@ impl Store {
             let expired = ulid_millis(&run_id).is_some_and(|ms| ms < cutoff_ms);
             if !expired && excess == 0 {
                 break; // keys are in time order: nothing later is expired
+            }
+            // A run whose job is still queued is an alert answered 2xx and
+            // not yet handled (herald was stopped longer than `retention`,
+            // with jobs on disk): never taken, however old.
+            if trees.queue.contains_key(&key)? {
+                continue;
             }
             // Decoded only when age alone does not decide (a full decode of
             // every run made a large backlog slow to prune).
