@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
+/// A definition that turns its payload into an incident and notifies it
+/// through the log.
+const PAGE_BY_LOG: &str = r#"{"version": "1", "nodes": [
+    {"id": "ingest", "type": "ingest", "next": "notify"},
+    {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}"#;
+
 /// A temp workspace with its own config.toml, data dir and definitions dir.
 struct Workspace {
     dir: tempfile::TempDir,
@@ -369,12 +375,7 @@ fn validate_checks_the_config_and_says_what_would_bite_later() {
 #[test]
 fn the_log_notifier_logs_at_the_severity_of_its_message() {
     let ws = Workspace::empty("");
-    ws.write_definition(
-        "page",
-        r#"{"version": "1", "nodes": [
-            {"id": "ingest", "type": "ingest", "next": "notify"},
-            {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}"#,
-    );
+    ws.write_definition("page", PAGE_BY_LOG);
     let alert = |name: &str, severity: &str| {
         let path = ws.dir.path().join(format!("{name}.json"));
         let body = serde_json::json!({"name": name, "severity": severity, "status": "firing"});
@@ -478,12 +479,7 @@ fn a_log_level_that_is_not_one_is_refused_not_silence() {
         "{err}"
     );
 
-    ws.write_definition(
-        "page",
-        r#"{"version": "1", "nodes": [
-            {"id": "ingest", "type": "ingest", "next": "notify"},
-            {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}"#,
-    );
+    ws.write_definition("page", PAGE_BY_LOG);
     let payload = ws.dir.path().join("alert.json");
     std::fs::write(
         &payload,

@@ -245,16 +245,23 @@ fn a_file_where_the_data_dir_should_be_is_an_open_error() {
     }
 }
 
-#[test]
-fn retention_prunes_by_age_in_batches() {
+/// A store keeping an hour, and a time two hours ago (in ms) to make
+/// runs past it at.
+fn store_keeping_an_hour() -> (tempfile::TempDir, Store, u64) {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         retention: Duration::from_secs(3600),
         ..StoreOptions::default()
     };
     let store = Store::open(dir.path(), options).unwrap();
+    let two_hours_ago = (Utc::now() - ChronoDuration::hours(2)).timestamp_millis() as u64;
+    (dir, store, two_hours_ago)
+}
+
+#[test]
+fn retention_prunes_by_age_in_batches() {
+    let (_dir, store, old_ms) = store_keeping_an_hour();
     let now = Utc::now();
-    let old_ms = (now - ChronoDuration::hours(2)).timestamp_millis() as u64;
     let mut old_ids = Vec::new();
     for i in 0..30 {
         let r = run_at(old_ms + i, "d", RunStatus::Notified);
@@ -307,14 +314,8 @@ fn retention_prunes_by_age_in_batches() {
 /// `retention`, with jobs on disk), or its job would find no run.
 #[test]
 fn retention_never_takes_a_run_whose_job_is_still_queued() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        retention: Duration::from_secs(3600),
-        ..StoreOptions::default()
-    };
-    let store = Store::open(dir.path(), options).unwrap();
+    let (_dir, store, old_ms) = store_keeping_an_hour();
     let now = Utc::now();
-    let old_ms = (now - ChronoDuration::hours(2)).timestamp_millis() as u64;
     let finished = run_at(old_ms, "d", RunStatus::Notified);
     store.put_run(&finished).unwrap();
     let mut queued = run_at(old_ms + 1, "d", RunStatus::Pending);
