@@ -492,11 +492,16 @@ impl Config {
     }
 
     /// Everything about this config that does not stop herald but will
-    /// bite later: what the environment lacks, a webhook secret its sender
-    /// cannot sign with, and files holding secrets that every user can
-    /// read. Said at start, at each config change, and by `herald validate`.
+    /// bite later: a log level that is not one, what the environment
+    /// lacks, a webhook secret its sender cannot sign with, and files
+    /// holding secrets that every user can read. Said at start, at each config change, and by `herald validate`.
     pub fn problems(&self, file: Option<&Path>) -> Vec<String> {
         let mut problems = self.environment_problems();
+        // Not an invalid config: a daemon that does not start after an
+        // upgrade over such a line would page nobody at all.
+        if let Err(e) = crate::logging::check_filter(&self.log_level) {
+            problems.push(format!("log_level: {e}; logging at info instead"));
+        }
         problems.extend(self.signature_problems());
         problems.extend(self.secrets_readable_by_everyone(file));
         problems
@@ -536,7 +541,6 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        crate::logging::check_filter(&self.log_level).map_err(|e| format!("log_level: {e}"))?;
         if self.host.sample_interval < Duration::from_secs(1) {
             return Err("host.sample_interval must be at least 1s".to_string());
         }

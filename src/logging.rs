@@ -62,9 +62,12 @@ pub fn init(level: &str) -> LevelHandle {
             .err()
             .map(|e| format!("HERALD_LOG ignored: {e}"))
     });
+    // A config's level that is not one is said by the config's checks
+    // (Config::problems); logging goes on at info meanwhile.
     let chosen = match (&from_env, &env_problem) {
         (Some(v), None) => v.as_str(),
-        _ => level,
+        _ if check_filter(level).is_ok() => level,
+        _ => "info",
     };
     let filter = EnvFilter::try_new(chosen).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);

@@ -349,6 +349,7 @@ async fn serve(setup: Setup, listen: Option<SocketAddr>, log: LogLevelHandle) ->
         file: setup.config_file.clone(),
         load: Box::new(move || overrides.load().map(|(c, _)| c).map_err(|e| e.to_string())),
         set_log_level: Box::new(move |level| {
+            herald::logging::check_filter(level)?;
             let filter =
                 tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
             log.reload(filter).map_err(|e| e.to_string())
