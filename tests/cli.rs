@@ -598,6 +598,66 @@ fn running_an_invalid_definition_shows_its_errors() {
     assert_eq!(oops["errors"][0]["path"], "nodes[0].config.driver");
 }
 
+/// A job queued for a definition that is gone by the time it runs (herald
+/// stopped with jobs on disk, the file removed meanwhile) fails, and the
+/// log says why and what to do: the run is resumable once it is back.
+#[test]
+fn a_queued_job_whose_definition_is_gone_fails_and_says_so() {
+    use herald::engine::{Engine, RunRequest, queue::Queue};
+    use std::sync::Arc;
+    let ws = Workspace::empty("");
+    let defs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        defs.path().join("gone.json"),
+        r#"{"version": "1", "nodes": [{"id": "t", "type": "transform", "config": {"mapping": {"x": "payload.x"}}}]}"#,
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run_id = runtime.block_on(async {
+        let config = Arc::new(herald::config::Config::default());
+        let handlers =
+            herald::nodes::HandlerRegistry::builtin(Arc::new(herald::nodes::Services::new(config)));
+        let set = herald::definition::DefinitionSet::load_dir(defs.path(), &handlers).unwrap();
+        let store = herald::store::Store::open(
+            &ws.dir.path().join("data"),
+            herald::store::StoreOptions::default(),
+        )
+        .unwrap();
+        let queue = Queue::open(store, 10, Arc::new(herald::metrics::Metrics::new())).unwrap();
+        let record = Engine::new_record(&set.get("gone").unwrap(), RunRequest::default());
+        queue.enqueue(std::slice::from_ref(&record)).await.unwrap();
+        record.run_id
+    });
+    drop(runtime); // its tasks hold the store: the data dir is free again
+
+    let (mut serve, mut log) = ws.serve();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = ws.json(&["runs", "show", &run_id, "--json"]);
+        if run["status"] == "FAILED" {
+            assert_eq!(
+                run["last_error"]["error_type"], "definition_missing",
+                "{run:#}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never failed: {run:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(send_sigterm_and_wait(&mut serve), Some(0));
+    log.push_str(&wait_for_stderr(
+        &mut serve,
+        "never printed",
+        Duration::from_secs(5),
+    ));
+    let line = log
+        .lines()
+        .find(|l| l.contains("its definition is no longer loaded"))
+        .unwrap_or_else(|| panic!("not said:\n{log}"));
+    assert!(line.contains(&run_id) && line.contains("gone"), "{line}");
+    assert!(line.contains("resume the run"), "{line}");
+}
+
 fn wait_for_stderr(child: &mut Child, needle: &str, timeout: Duration) -> String {
     use std::io::Read;
     let stderr = child.stderr.as_mut().unwrap();

@@ -216,6 +216,12 @@ impl Queue {
             return Ok(()); // already done
         };
         let Some(mut record) = self.store.get_run(run_id)? else {
+            // Cannot happen short of a damaged store (retention never takes
+            // a queued run); said, since it is an accepted job not run.
+            tracing::warn!(
+                run_id,
+                "queue: a job whose run is not in the store; dropped"
+            );
             return Ok(());
         };
         let runnable = match job.kind {
@@ -226,6 +232,14 @@ impl Queue {
             return Ok(()); // finished before a crash removed its job
         }
         let Some(definition) = definitions.load().get(&record.definition) else {
+            // Said where an operator looks: the run is FAILED, resumable
+            // once the definition is back.
+            tracing::warn!(
+                run_id,
+                definition = %record.definition,
+                "run failed: its definition is no longer loaded (removed while the job was \
+                 queued); put it back, then resume the run"
+            );
             record.status = RunStatus::Failed;
             record.completed_at = Some(Utc::now());
             record.last_error = Some(RunError {
