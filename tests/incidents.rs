@@ -174,6 +174,8 @@ async fn dedup_resolve_refire_and_hosts() {
     let critical = get(&d, "/alerts/incidents/?severity=critical").await;
     assert_eq!(critical.body["count"], 1, "{:#}", critical.body);
     assert_eq!(critical.body["results"][0]["id"], a["incident_ids"][0]);
+    let shouted = get(&d, "/alerts/incidents/?severity=CRITICAL&status=OPEN").await;
+    assert_eq!(shouted.body["count"], 1, "{:#}", shouted.body);
 
     // Pages newest first with a cursor.
     let page = get(&d, "/alerts/incidents/?limit=2").await;

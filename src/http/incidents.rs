@@ -36,8 +36,9 @@ pub fn parse_query(pairs: Vec<(String, String)>) -> Result<IncidentQuery, ApiErr
             }
             "severity" => {
                 query.severity = Some(
+                    // Any case, as `status` and the runs' `status` are.
                     ["critical", "warning", "info"]
-                        .contains(&value.as_str())
+                        .contains(&value.to_ascii_lowercase().as_str())
                         .then(|| Severity::parse(&value))
                         .flatten()
                         .ok_or_else(|| {
