@@ -65,7 +65,29 @@ pub fn verify(
         Some(ts) => Some(timestamp(headers, ts, now)?),
         None => None,
     };
-    check(key, signed_at.as_deref(), body, &signatures, &name)
+    check(key, signed_at.as_deref(), body, &signatures, &name).map_err(|e| {
+        // Grafana signs `<time>:<body>` when given a timestamp header: a
+        // sender that sends one herald was not told of never matches.
+        match timestamp_not_configured(key, headers) {
+            Some(sent) => refused(&format!(
+                "{}; the request carries `{sent}`: if the sender signs with it, set \
+                 timestamp_header = \"{sent}\" for this source",
+                e.message()
+            )),
+            None => e,
+        }
+    })
+}
+
+/// A header that looks like a signing time, when none is configured.
+fn timestamp_not_configured<'h>(key: &WebhookSecret, headers: &'h HeaderMap) -> Option<&'h str> {
+    if key.timestamp_header.is_some() {
+        return None;
+    }
+    headers
+        .keys()
+        .map(|k| k.as_str())
+        .find(|k| k.contains("timestamp"))
 }
 
 /// The header value for `body` signed herald's way (for clients and tests).
@@ -312,6 +334,20 @@ mod tests {
         ];
         let e = verify_as("grafana", &timed, &replay).unwrap_err();
         assert!(e.contains("1000 s from this host's clock"), "{e}");
+        // Signed with a time herald was not told of: the header is named.
+        let e = verify_as(
+            "grafana",
+            &key,
+            &[
+                ("x-grafana-alerting-signature", &signed),
+                ("x-grafana-alerting-timestamp", now),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("timestamp_header = \"x-grafana-alerting-timestamp\""),
+            "{e}"
+        );
         let e = verify_as(
             "grafana",
             &timed,
