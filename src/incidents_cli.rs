@@ -254,7 +254,20 @@ pub async fn ingest(
                 Some(d) => format!("/alerts/webhook/{}/?dry_run=true", form_encode(d)),
                 None => "/alerts/webhook/?dry_run=true".to_string(),
             };
-            client.call_text(&path, text).await?
+            // The daemon checks the signature of a source with a secret,
+            // dry run or not; the CLI has the same config, so it signs.
+            let source = driver
+                .as_deref()
+                .or_else(|| herald::alerts::detect_text(&text).ok());
+            let signature = source
+                .and_then(|s| setup.config.webhooks.secrets.get(s))
+                .map(|key| {
+                    (
+                        "x-herald-signature",
+                        herald::http::sign(&key.secret, text.as_bytes()),
+                    )
+                });
+            client.call_text(&path, text, signature.as_slice()).await?
         }
     };
     print_dry_run(&report, json)?;

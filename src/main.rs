@@ -500,13 +500,21 @@ impl Client {
     }
 
     /// POSTs a raw JSON body (a webhook payload as it is).
-    async fn call_text(&self, path: &str, body: String) -> Result<Value> {
-        let request = self
+    /// POSTs `body` as JSON text, with `headers` (a webhook signature).
+    async fn call_text(
+        &self,
+        path: &str,
+        body: String,
+        headers: &[(&str, String)],
+    ) -> Result<Value> {
+        let mut request = self
             .http
             .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body);
-        self.send(request).await
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        self.send(request.body(body)).await
     }
 
     async fn call(
@@ -533,7 +541,9 @@ impl Client {
             .with_context(|| format!("cannot reach the running daemon at {}", self.base))?;
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
-        if status == reqwest::StatusCode::UNAUTHORIZED {
+        // A 401 for a token (not, say, a webhook signature: `bad_signature`).
+        let code = value.pointer("/error/code").and_then(Value::as_str);
+        if status == reqwest::StatusCode::UNAUTHORIZED && code == Some("unauthorized") {
             // The daemon's words are for HTTP clients; say how the CLI gets
             // its token.
             let had = if self.token.is_some() {

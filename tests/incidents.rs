@@ -268,6 +268,53 @@ async fn dedup_resolve_refire_and_hosts() {
     assert_eq!(after.body["count"], 4, "the dry run opened nothing");
 }
 
+/// `herald ingest --dry-run` through a daemon whose source has a secret:
+/// the CLI reads the same config, so it signs as a sender would.
+#[tokio::test]
+async fn a_dry_run_is_signed_for_a_source_with_a_secret() {
+    let ws = Workspace::new("[webhooks.secrets]\nalertmanager = \"s3cret\"\n");
+    let d = ws.start();
+    let file = ws.dir.path().join("p.json");
+    std::fs::write(&file, am_alert("HighLoad", "web-09", "firing", "warning")).unwrap();
+    let out = ws
+        .command(&["ingest", "--dry-run", "--json", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["driver"], "alertmanager", "{report:#}");
+    assert_eq!(report["alerts"][0]["change"], "opened", "{report:#}");
+    // Signed with another secret (a CLI reading another config): the
+    // daemon's reason is passed on, not taken for a token problem.
+    let other = ws.dir.path().join("other.toml");
+    let config = std::fs::read_to_string(ws.dir.path().join("config.toml")).unwrap();
+    std::fs::write(&other, config.replace("s3cret", "not-it")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--config")
+        .arg(&other)
+        .args(["ingest", "--dry-run", file.to_str().unwrap()])
+        .current_dir(ws.dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("does not match the body"), "{err}");
+    assert!(!err.contains("requires a token"), "{err}");
+    // The daemon still refuses the same body unsigned.
+    let unsigned = raw(
+        &d.url("/alerts/webhook/?dry_run=true"),
+        std::fs::read(&file).unwrap(),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        unsigned.status,
+        StatusCode::UNAUTHORIZED,
+        "{:#}",
+        unsigned.body
+    );
+}
+
 /// A definition's trigger claims matching changed alerts; the rest go to
 /// the built-in pipeline; `default_route = "none"` runs nothing for them.
 #[tokio::test]
