@@ -1197,6 +1197,24 @@ async fn a_full_queue_answers_429_and_keeps_memory_bounded() {
     assert_eq!(codes, [202, 202, 429, 429]);
     let ready = get(&d, "/readyz").await;
     assert_eq!(ready.body["queue_capacity"], 2);
+    // The webhook probe says a webhook would not be taken now.
+    let probe = get(&d, "/alerts/webhook/").await;
+    assert_eq!(
+        probe.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:#}",
+        probe.body
+    );
+    assert_eq!(probe.body["status"], "not_ready");
+    assert!(
+        probe.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("queue is full (2 of 2 jobs)"),
+        "{:#}",
+        probe.body
+    );
+    assert!(probe.headers.contains_key("retry-after"));
 
     // On a webhook path the same is a 503: Alertmanager retries only 5xx,
     // and drops a notification answered 429 until its repeat_interval.

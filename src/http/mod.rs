@@ -295,7 +295,7 @@ async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Res
         Route::DefinitionDetail(name) => definitions::detail(app, &name),
         Route::DefinitionValidate(name) => definitions::validate(app, &name, req).await,
         Route::DefinitionExecute(name) => definitions::execute(app, &name, req).await,
-        Route::WebhookProbe => Ok(webhooks::probe()),
+        Route::WebhookProbe => Ok(webhooks::probe(app)),
         Route::IncidentList => incidents::list(app, &req),
         Route::IncidentDetail(id) => incidents::detail(app, &id),
         Route::Webhook(driver) => webhooks::accept(app, driver.as_deref(), req).await,

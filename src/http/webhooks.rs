@@ -17,7 +17,26 @@ use hyper::{Request, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
 
-pub fn probe() -> Resp {
+/// `GET` on a webhook path: whether a webhook would be accepted now — not
+/// while the queue is full (a load balancer in front of several hosts then
+/// sends elsewhere). Cheap: no flush, as an open path must be. (A disk
+/// that fails the store stops herald, which then stops listening.)
+pub fn probe(app: &App) -> Resp {
+    let (depth, capacity) = (app.queue.depth(), app.queue.capacity());
+    if depth >= capacity {
+        let mut resp = json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({
+                "status": "not_ready",
+                "reason": format!("the queue is full ({depth} of {capacity} jobs)"),
+            }),
+        );
+        resp.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("5"),
+        );
+        return resp;
+    }
     json(StatusCode::OK, &json!({"status": "ready"}))
 }
 
