@@ -1060,6 +1060,40 @@ async fn pagerduty_and_grafana_are_checked_as_they_sign() {
     assert!(r.body["alerts"].as_u64().unwrap() >= 1, "{:#}", r.body);
 }
 
+/// A body that starts with a UTF-8 byte-order mark (a file a Windows tool
+/// saved, sent with curl) is JSON all the same: a 400 on a webhook is not
+/// retried, and the alert would be lost. A signature is of the body as sent.
+#[tokio::test]
+async fn a_byte_order_mark_before_the_json_is_skipped() {
+    let ws = Workspace::new("[webhooks.secrets]\ngeneric = \"k\"\n");
+    let d = ws.start();
+    let mut body = b"\xef\xbb\xbf".to_vec();
+    body.extend_from_slice(br#"{"name": "BomAlert", "severity": "warning", "status": "firing"}"#);
+    let sig = herald::http::sign("k", &body);
+    let r = raw(
+        &d.url("/alerts/webhook/generic/"),
+        body.clone(),
+        &[("x-herald-signature", &sig)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    // What was stored is the JSON: the run reads it.
+    let run = finished(&d, r.body["run_ids"][0].as_str().unwrap()).await;
+    assert_eq!(run["status"], "NOTIFIED", "{run:#}");
+    let detected = raw(
+        &d.url("/alerts/webhook/"),
+        body,
+        &[("x-herald-signature", &sig)],
+    )
+    .await;
+    assert_eq!(detected.status, StatusCode::ACCEPTED, "{:#}", detected.body);
+
+    let mut api = b"\xef\xbb\xbf".to_vec();
+    api.extend_from_slice(br#"{"payload": {"name": "x"}}"#);
+    let r = raw(&d.url("/orchestration/pipeline/"), api, &[]).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+}
+
 #[tokio::test]
 async fn webhook_signatures_when_a_source_has_a_secret() {
     let ws = Workspace::new("[webhooks.secrets]\nalertmanager = \"hush\"\n");

@@ -189,8 +189,10 @@ pub async fn read_api(app: &super::App, req: hyper::Request<Incoming>) -> Result
     .await
 }
 
-/// Parses JSON; the error names line and column.
+/// Parses JSON; the error names line and column. A leading UTF-8
+/// byte-order mark is skipped (RFC 8259 lets a reader ignore it).
 pub fn json(bytes: &[u8]) -> Result<Value, ApiError> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(empty());
     }

@@ -17,6 +17,9 @@ use hyper::{Request, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
 
+/// A UTF-8 byte-order mark, which some Windows tools put before JSON.
+const BOM: char = '\u{feff}';
+
 /// `GET` on a webhook path: whether a webhook would be accepted now — not
 /// while the queue is full (a load balancer in front of several hosts then
 /// sends elsewhere). Cheap: no flush, as an open path must be. (A disk
@@ -108,7 +111,7 @@ async fn accept_inner(
     .await?;
     // Read the body as text and check its syntax without building a Value:
     // a storm's group can be tens of MB.
-    let text = String::from_utf8(Vec::from(bytes)).map_err(|e| {
+    let mut text = String::from_utf8(Vec::from(bytes)).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
             format!(
@@ -117,10 +120,19 @@ async fn accept_inner(
             ),
         )
     })?;
-    body::check_json(&text)?;
+    // A UTF-8 byte-order mark (a file saved by a Windows tool, sent with
+    // curl) is not JSON, and RFC 8259 lets a reader ignore it; a 400 would
+    // not be retried and the alert would be lost. The signature is of the
+    // body as sent, so the mark goes only once that is checked.
+    let bom = if text.starts_with(BOM) {
+        BOM.len_utf8()
+    } else {
+        0
+    };
+    body::check_json(&text[bom..])?;
     let source = match forced {
         Some(d) => d,
-        None => alerts::detect_text(&text).map_err(invalid_payload)?,
+        None => alerts::detect_text(&text[bom..]).map_err(invalid_payload)?,
     };
     // A secret for the source (the path's driver, else the detected one)
     // makes its signature mandatory — checked before anything changes.
@@ -133,6 +145,7 @@ async fn accept_inner(
             std::time::SystemTime::now(),
         )?;
     }
+    text.drain(..bom);
     let set = app.definitions.load();
     let triggered: Vec<_> = set
         .valid()
