@@ -134,7 +134,7 @@ fn print_list(incidents: &[Incident], next: Option<String>, json: bool) -> Resul
     }
     println!(
         "{:<30} {:<9} {:<9} {:>7}  {:<20} TITLE",
-        "ID", "STATUS", "SEVERITY", "FIRING", "OPENED"
+        "ID", "STATUS", "SEVERITY", "FIRING", "OPENED (UTC)"
     );
     for i in incidents {
         println!(

@@ -1138,7 +1138,7 @@ fn print_run_list(runs: &[PipelineRun], next: Option<String>, json: bool) -> Res
     } else {
         println!(
             "{:<26}  {:<20}  {:<9}  {:<20}  {:>8}  SOURCE",
-            "RUN_ID", "DEFINITION", "STATUS", "CREATED", "MS"
+            "RUN_ID", "DEFINITION", "STATUS", "CREATED (UTC)", "MS"
         );
         for r in runs {
             println!(

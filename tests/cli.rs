@@ -180,6 +180,10 @@ fn each_shipped_definition_runs_and_is_listed() {
     for (name, _, _) in cases {
         assert!(table.contains(name), "{name} not in\n{table}");
     }
+    assert!(
+        table.contains("CREATED (UTC)"),
+        "times say their zone:\n{table}"
+    );
     let by_def = ws.json(&["runs", "list", "--definition", "health-check", "--json"]);
     assert_eq!(by_def["runs"].as_array().unwrap().len(), 1);
 }

@@ -242,6 +242,10 @@ async fn dedup_resolve_refire_and_hosts() {
         text.contains("HighLoad on web-02") && text.contains(&incident),
         "{text}"
     );
+    assert!(
+        text.contains("OPENED (UTC)"),
+        "times say their zone:\n{text}"
+    );
     let out = ws
         .command(&["incidents", "show", &incident])
         .output()
