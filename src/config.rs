@@ -494,7 +494,8 @@ impl Config {
     /// Everything about this config that does not stop herald but will
     /// bite later: a log level that is not one, what the environment
     /// lacks, a webhook secret its sender cannot sign with, and files
-    /// holding secrets that every user can read. Said at start, at each config change, and by `herald validate`.
+    /// holding secrets that every user can read. Said at start, at each
+    /// config change, and by `herald validate`.
     pub fn problems(&self, file: Option<&Path>) -> Vec<String> {
         let mut problems = self.environment_problems();
         // Not an invalid config: a daemon that does not start after an
