@@ -1028,12 +1028,22 @@ async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
             };
             let page = store.list_runs(&RunQuery {
                 status,
-                definition,
+                definition: definition.clone(),
                 limit: limit.clamp(1, 1000),
                 cursor,
                 ..RunQuery::default()
             })?;
             print_run_list(&page.runs, page.next_cursor, json)?;
+            // As the daemon does: an empty list for a misspelt name says so.
+            // A definitions dir that does not load only loses the hint.
+            if page.runs.is_empty()
+                && let Some(name) = definition
+                && let Ok(handlers) = setup.handlers()
+                && let Ok(set) = setup.definitions(&handlers)
+                && let Some(hint) = herald::definition::unknown_definition_hint(&name, &set.names())
+            {
+                eprintln!("{hint}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show { run_id, json } => {
@@ -1095,6 +1105,9 @@ async fn runs_via_daemon(client: &Client, cmd: RunsCommand) -> Result<ExitCode> 
                 .context("the daemon's answer is not a list of runs")?;
             let next = value["next_cursor"].as_str().map(str::to_string);
             print_run_list(&runs, next, json)?;
+            if let Some(hint) = value["hint"].as_str() {
+                eprintln!("{hint}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show { run_id, json } => {

@@ -186,6 +186,34 @@ fn each_shipped_definition_runs_and_is_listed() {
     );
     let by_def = ws.json(&["runs", "list", "--definition", "health-check", "--json"]);
     assert_eq!(by_def["runs"].as_array().unwrap().len(), 1);
+
+    // A misspelt name lists nothing, and says why on stderr (stdout stays
+    // the list a script reads).
+    let typo = ws.herald(&["runs", "list", "--definition", "health-chek", "--json"]);
+    assert!(typo.status.success());
+    let listed: Value = serde_json::from_slice(&typo.stdout).unwrap();
+    assert_eq!(listed["runs"], serde_json::json!([]));
+    let said = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        said.contains("no definition named `health-chek` is loaded; did you mean `health-check`?"),
+        "{said}"
+    );
+    // A loaded definition with no runs that match is just an empty list.
+    let quiet = ws.herald(&[
+        "runs",
+        "list",
+        "--definition",
+        "health-check",
+        "--status",
+        "failed",
+        "--json",
+    ]);
+    assert!(quiet.status.success());
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("no definition named"),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
 }
 
 #[test]
@@ -689,6 +717,13 @@ fn serve_answers_the_cli_and_exits_0_on_sigterm() {
     let run_id = via_daemon["run_id"].as_str().unwrap();
     let listed = ws.json(&["runs", "list", "--json"]);
     assert_eq!(listed["runs"][0]["run_id"], run_id);
+    let typo = ws.herald(&["runs", "list", "--definition", "helth-check"]);
+    assert!(typo.status.success(), "{}", stderr(&typo));
+    assert!(
+        stderr(&typo).contains("did you mean `health-check`?"),
+        "the daemon's hint is passed on: {}",
+        stderr(&typo)
+    );
     // An operator's shell behind a corporate proxy: the daemon is still
     // reached directly.
     let out = ws

@@ -279,6 +279,16 @@ async fn listing_runs_filters_pages_and_refuses_bad_parameters() {
         0,
         "a date"
     );
+    // A misspelt definition lists nothing, with a hint; a loaded one with
+    // no runs lists nothing, without one.
+    let typo = get(&d, "/orchestration/pipelines/?definition=quik").await;
+    assert_eq!(typo.status, StatusCode::OK);
+    assert_eq!(typo.body["count"], 0);
+    let hint = typo.body["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("did you mean `quick`?"), "{:#}", typo.body);
+    let none_yet = get(&d, "/orchestration/pipelines/?definition=default").await;
+    assert_eq!(none_yet.body["count"], 0);
+    assert!(none_yet.body.get("hint").is_none(), "{:#}", none_yet.body);
     for bad in [
         "limit=0",
         "limit=1001",

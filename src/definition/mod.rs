@@ -211,6 +211,23 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// Why a run listing filtered by `name` may be empty: no definition of
+/// that name is loaded (a typo, most likely). `None` when one is, since
+/// an empty page is then an answer. Runs of a definition since removed
+/// stay listed under its name, so an unknown name is not an error.
+pub fn unknown_definition_hint(name: &str, loaded: &[&str]) -> Option<String> {
+    if loaded.contains(&name) {
+        return None;
+    }
+    let guess = match did_you_mean(name, loaded) {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None => format!("; loaded: {}", loaded.join(", ")),
+    };
+    Some(format!(
+        "no definition named `{name}` is loaded{guess} (runs of a removed definition are still listed under its name)"
+    ))
+}
+
 /// "a string", "a number"… for error messages.
 pub fn kind_of(value: &Value) -> &'static str {
     match value {

@@ -262,10 +262,17 @@ pub fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
         }
     }
     let page = app.store.list_runs(&query).map_err(ApiError::store)?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({"count": page.runs.len(), "next_cursor": page.next_cursor, "results": page.runs}),
-    ))
+    let mut out =
+        json!({"count": page.runs.len(), "next_cursor": page.next_cursor, "results": page.runs});
+    // An empty page for a misspelt name would otherwise look like "no runs".
+    if page.runs.is_empty()
+        && let Some(name) = &query.definition
+        && let Some(hint) =
+            crate::definition::unknown_definition_hint(name, &app.definitions.load().names())
+    {
+        out["hint"] = json!(hint);
+    }
+    Ok(json(StatusCode::OK, &out))
 }
 
 pub fn detail(app: &App, run_id: &str) -> Result<Resp, ApiError> {
