@@ -77,12 +77,12 @@ impl Workspace {
 
     /// `herald serve` on a loopback port, logging at info, once it has
     /// said it started; with what it logged until then.
-    fn serve(&self) -> (Child, String) {
+    fn serve(&self) -> (Serving, String) {
         self.serve_with_env(&[])
     }
 
     /// [`serve`](Self::serve) with variables added to its environment.
-    fn serve_with_env(&self, env: &[(&str, &str)]) -> (Child, String) {
+    fn serve_with_env(&self, env: &[(&str, &str)]) -> (Serving, String) {
         let mut serve = self
             .command(&["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
             .envs(env.iter().copied())
@@ -91,6 +91,7 @@ impl Workspace {
             .spawn()
             .unwrap();
         let seen = wait_for_stderr(&mut serve, "herald started", Duration::from_secs(30));
+        let serve = Serving(serve);
         assert!(seen.contains("herald started"), "{seen}");
         (serve, seen)
     }
@@ -787,6 +788,32 @@ fn the_cli_without_the_daemons_token_is_told_where_to_put_it() {
         .unwrap();
     assert!(right.status.success(), "{}", stderr(&right));
     assert_eq!(send_sigterm_and_wait(&mut serve), Some(0));
+}
+
+/// A `herald serve` child that a failing test does not leave running: it
+/// is killed when dropped, unless it has already exited.
+struct Serving(Child);
+
+impl std::ops::Deref for Serving {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Serving {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn send_sigterm_and_wait(child: &mut Child) -> Option<i32> {
