@@ -5,6 +5,7 @@
 #                          # base config.toml (loopback, warn), cleanup on exit
 #   ...append to "$work/config.toml", write definitions...
 #   start_herald           # herald serve on it, its log in $work/herald.log; sets $pid and $url
+#   sync_log_definition    # definitions/sync-log.json: transform → notify(log)
 #   post_script FILE       # $work/post.lua: wrk POSTs FILE, prints p50/p99/non-2xx at the end
 #   new_alert_per_request F  # append to wrk script F: each request a new alert
 #
@@ -34,6 +35,15 @@ start_herald() {
         exit 1
     fi
     url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
+}
+
+# The definition of load.sh's sync case: a transform, then a `log` notify.
+sync_log_definition() {
+    cat > "$work/definitions/sync-log.json" <<'JSON'
+{"version": "1", "nodes": [
+  {"id": "shape", "type": "transform", "config": {"mapping": {"name": "payload.name"}}, "next": "notify"},
+  {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}
+JSON
 }
 
 # Resident and peak resident memory of the daemon.

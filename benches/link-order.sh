@@ -25,11 +25,7 @@ out=packaging/link-order.txt
 
 source benches/lib.sh
 prepare
-cat > "$work/definitions/sync-log.json" <<'JSON'
-{"version": "1", "nodes": [
-  {"id": "shape", "type": "transform", "config": {"mapping": {"name": "payload.name"}}, "next": "notify"},
-  {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}
-JSON
+sync_log_definition
 bin=$(realpath "$bin")
 (cd "$work" && exec valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/cg.out" \
     "$bin" --config config.toml serve 2>"$work/valgrind.log") &

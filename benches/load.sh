@@ -22,11 +22,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 
 source benches/lib.sh
 prepare
-cat > "$work/definitions/sync-log.json" <<'JSON'
-{"version": "1", "nodes": [
-  {"id": "shape", "type": "transform", "config": {"mapping": {"name": "payload.name"}}, "next": "notify"},
-  {"id": "notify", "type": "notify", "config": {"driver": "log"}}]}
-JSON
+sync_log_definition
 cat >> "$work/config.toml" <<TOML
 [queue]
 workers = ${WORKERS:-0}
