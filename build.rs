@@ -4,9 +4,9 @@
 //! A daemon's resident code is not the functions it runs but the pages
 //! around them: on a page fault the kernel maps up to 64 KB of neighbouring
 //! file pages already in the page cache ("fault-around"). The linker's
-//! default layout scatters the ~1,500 functions herald runs at start and
-//! at idle across its 7.5 MB of code, so nearly all of it was resident:
-//! 7.3 MB of a 12 MB idle RSS. Handing LLD the list of those functions
+//! default layout scatters the ~1,100 functions (1.6 MB) herald runs at
+//! start and at idle across its 7.1 MB of code, so nearly all of it was
+//! resident: 7.3 MB of a 12 MB idle RSS. Handing LLD the list of those functions
 //! (`packaging/link-order.txt`, made by `benches/link-order.sh` with
 //! callgrind) puts them first, together, and idle RSS falls to ~8.5 MB.
 //! Only where they sit changes, not what they do.

@@ -219,8 +219,14 @@ pub fn unknown_definition_hint(name: &str, loaded: &[&str]) -> Option<String> {
     if loaded.contains(&name) {
         return None;
     }
+    const LISTED: usize = 10;
     let guess = match did_you_mean(name, loaded) {
         Some(s) => format!("; did you mean `{s}`?"),
+        None if loaded.len() > LISTED => format!(
+            "; loaded: {}, and {} more",
+            loaded[..LISTED].join(", "),
+            loaded.len() - LISTED
+        ),
         None => format!("; loaded: {}", loaded.join(", ")),
     };
     Some(format!(
@@ -237,5 +243,23 @@ pub fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unknown_definition_hint;
+
+    #[test]
+    fn an_unknown_definition_hint_names_the_closest_or_a_bounded_list() {
+        assert_eq!(unknown_definition_hint("default", &["default"]), None);
+        let typo = unknown_definition_hint("defualt", &["default", "health-check"]).unwrap();
+        assert!(typo.contains("did you mean `default`?"), "{typo}");
+
+        let many: Vec<String> = (0..12).map(|i| format!("pipeline-{i:02}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let far = unknown_definition_hint("zzz", &many).unwrap();
+        assert!(far.contains("pipeline-09, and 2 more"), "{far}");
+        assert!(!far.contains("pipeline-10"), "{far}");
     }
 }
