@@ -9,7 +9,10 @@
 //! resident: 7.3 MB of a 12 MB idle RSS. Handing LLD the list of those functions
 //! (`packaging/link-order.txt`, made by `benches/link-order.sh` with
 //! callgrind) puts them first, together, and idle RSS falls to ~8.5 MB.
-//! Only where they sit changes, not what they do.
+//! Only where they sit changes, not what they do. Names the binary no
+//! longer has (after `cargo update`, or LTO renumbering a local copy of a
+//! small function after an edit) are only not placed: remake the list
+//! before a release.
 //!
 //! Release builds for x86_64 Linux only: that target links with rustc's
 //! own LLD since Rust 1.90 (this crate needs 1.91), and GNU ld does not
