@@ -34,9 +34,16 @@ fn main() {
             println!("cargo:warning=release binary linked without {ORDER_FILE}: {why}")
         }
         Layout::Ordered => {
+            let listed = match expanded(&order) {
+                Ok(listed) => listed,
+                Err(e) => {
+                    println!("cargo:warning=release binary linked without {ORDER_FILE}: {e}");
+                    return;
+                }
+            };
             println!(
                 "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-                order.display()
+                listed.display()
             );
             // Functions renamed or gone since the list was made are skipped
             // without a warning each; `benches/link-order.sh` says how many.
@@ -82,6 +89,41 @@ fn layout(order: &Path) -> Layout {
         return Layout::DefaultBecause("the file is missing".into());
     }
     Layout::Ordered
+}
+
+/// How far a local copy's number may have moved since the list was made.
+const RENUMBERED_BY: u32 = 256;
+
+/// The list as LLD gets it, in `OUT_DIR`. Fat LTO numbers the local copies
+/// of some small generic functions (`…write_str.4151`) in the order it
+/// meets them, so an edit elsewhere shifts those numbers a little (by 2 to
+/// 4 for the edits that made this necessary). Each such name stands for
+/// every copy numbered within [`RENUMBERED_BY`] of it: a name that is not
+/// in the binary costs LLD nothing, and a copy of the same small function
+/// placed with the others costs a few bytes.
+fn expanded(order: &Path) -> std::io::Result<std::path::PathBuf> {
+    let text = std::fs::read_to_string(order)?;
+    let mut out = String::with_capacity(text.len() * 2);
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((base, number)) = line.rsplit_once('.') else {
+            continue;
+        };
+        let Ok(number) = number.parse::<u32>() else {
+            continue;
+        };
+        let low = number.saturating_sub(RENUMBERED_BY);
+        for other in (low..=number + RENUMBERED_BY).filter(|n| *n != number) {
+            out.push_str(&format!("{base}.{other}\n"));
+        }
+    }
+    let path = Path::new(&env("OUT_DIR")).join("link-order.txt");
+    std::fs::write(&path, out)?;
+    Ok(path)
 }
 
 /// The compiler named in the file's header, when it is not this build's.
