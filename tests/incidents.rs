@@ -257,19 +257,26 @@ async fn dedup_resolve_refire_and_hosts() {
     );
 
     // A dry run through the daemon says what would happen and changes nothing.
-    let file = ws.dir.path().join("p.json");
-    std::fs::write(&file, am_alert("HighLoad", "web-03", "firing", "warning")).unwrap();
-    let out = ws
-        .command(&["ingest", "--dry-run", "--json", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let (_, report) = dry_run_of(&ws, &am_alert("HighLoad", "web-03", "firing", "warning"));
     assert_eq!(report["driver"], "alertmanager");
     assert_eq!(report["alerts"][0]["change"], "opened");
     assert_eq!(report["would_start"], json!(["default"]));
     let after = get(&d, "/alerts/incidents/?limit=1000").await;
     assert_eq!(after.body["count"], 4, "the dry run opened nothing");
+}
+
+/// Writes `body` to a file in the workspace and runs `herald ingest
+/// --dry-run --json` on it; the file and the report it printed.
+fn dry_run_of(ws: &Workspace, body: &[u8]) -> (std::path::PathBuf, Value) {
+    let file = ws.dir.path().join("p.json");
+    std::fs::write(&file, body).unwrap();
+    let out = ws
+        .command(&["ingest", "--dry-run", "--json", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    (file, report)
 }
 
 /// `herald ingest --dry-run` through a daemon whose source has a secret:
@@ -278,14 +285,7 @@ async fn dedup_resolve_refire_and_hosts() {
 async fn a_dry_run_is_signed_for_a_source_with_a_secret() {
     let ws = Workspace::new("[webhooks.secrets]\nalertmanager = \"s3cret\"\n");
     let d = ws.start();
-    let file = ws.dir.path().join("p.json");
-    std::fs::write(&file, am_alert("HighLoad", "web-09", "firing", "warning")).unwrap();
-    let out = ws
-        .command(&["ingest", "--dry-run", "--json", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let (file, report) = dry_run_of(&ws, &am_alert("HighLoad", "web-09", "firing", "warning"));
     assert_eq!(report["driver"], "alertmanager", "{report:#}");
     assert_eq!(report["alerts"][0]["change"], "opened", "{report:#}");
     // Signed with another secret (a CLI reading another config): the
