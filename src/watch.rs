@@ -25,6 +25,11 @@ use std::time::Duration;
 /// file in several steps.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
+/// The longest a rescan waits for changes to settle. A file in a watched
+/// directory that never stops changing (a log written next to config.toml)
+/// would otherwise postpone every reload for as long as it is written to.
+pub const SETTLE_AT_MOST: Duration = Duration::from_secs(1);
+
 /// What a rescan did, file by file.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct ReloadReport {
@@ -188,7 +193,8 @@ impl Reloader {
 }
 
 /// Calls `on_change` (on a blocking thread) after changes under `paths`
-/// settle for [`DEBOUNCE`], until the returned handle is dropped.
+/// settle for [`DEBOUNCE`] (or have gone on for [`SETTLE_AT_MOST`]), until
+/// the returned handle is dropped.
 ///
 /// A watch follows the directory it was put on, not its path: a directory
 /// deleted and made again would no longer be watched. So after every
@@ -215,10 +221,15 @@ pub fn watch_paths(
     let on_change = Arc::new(on_change);
     let task = tokio::spawn(async move {
         while rx.recv().await.is_some() {
-            // Wait for a quiet moment: drain events until none for DEBOUNCE.
+            // Wait for a quiet moment: drain events until none for
+            // DEBOUNCE, or until SETTLE_AT_MOST has passed. Events after
+            // that point are still queued, and start the next round.
+            let give_up = tokio::time::Instant::now() + SETTLE_AT_MOST;
             loop {
-                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                    Ok(Some(())) => continue,
+                let quiet = tokio::time::Instant::now() + DEBOUNCE;
+                match tokio::time::timeout_at(quiet.min(give_up), rx.recv()).await {
+                    Ok(Some(())) if tokio::time::Instant::now() < give_up => continue,
+                    Ok(Some(())) => break,
                     Ok(None) => return,
                     Err(_) => break,
                 }

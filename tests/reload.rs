@@ -119,6 +119,57 @@ async fn create_break_fix_delete() {
     assert!(listed(&d, "live").await.is_none());
 }
 
+/// A file beside the definitions directory and the config that never
+/// stops changing (a log written next to config.toml) must not hold
+/// reloads back: the watcher waits for changes to settle, but not for ever.
+#[tokio::test]
+async fn a_busy_neighbour_file_does_not_hold_reloads_back() {
+    let ws = Workspace::new("");
+    let d = ws.start();
+    let _writer = BusyFile::start(ws.dir.path().join("herald.log"));
+    ws.definition("late", &def("seen"));
+    eventually(
+        "a definition written while a neighbour keeps changing",
+        || async { value_of(&d, "late").await.as_deref() == Some("seen") },
+    )
+    .await;
+}
+
+/// A file appended to every 10 ms (faster than the watcher's quiet
+/// period) until dropped, even when the test fails.
+struct BusyFile {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BusyFile {
+    fn start(path: std::path::PathBuf) -> BusyFile {
+        use std::io::Write;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut f = std::fs::File::create(&path).unwrap();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                writeln!(f, "a line").unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        BusyFile {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BusyFile {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[tokio::test]
 async fn editor_saves_and_moves_into_the_directory() {
     let ws = Workspace::new("");
