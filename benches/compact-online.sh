@@ -17,7 +17,8 @@ source benches/lib.sh
 prepare
 sed -i 's/log_level = "warn"/log_level = "warn,herald::store=info"/' "$work/config.toml"
 printf '[queue]\ncapacity = 2000000\n[store]\ncompact_above_mb = %s\n' "${COMPACT_MB:-32}" >> "$work/config.toml"
-"$bin" --config "$work/config.toml" serve 2> "$work/herald.log" &
+mkdir -p "$work/log"   # not in $work: herald watches the config's directory
+"$bin" --config "$work/config.toml" serve 2> "$work/log/herald.log" &
 pid=$!
 for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
 url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
@@ -26,4 +27,4 @@ post_script "$PWD/tests/fixtures/alertmanager-0.25-webhook-firing.json"
 new_alert_per_request "$work/post.lua"
 wrk -t2 -c8 -d"$DURATION" --latency -s "$work/post.lua" "$url/alerts/webhook/alertmanager/"
 echo "accepted: $(curl -s "$url/metrics" | awk '/^herald_webhook_requests_total.*accepted/ {print $2}')"
-grep -E "store compacted|compaction failed" "$work/herald.log" || echo "no compaction finished during the run"
+grep -E "store compacted|compaction failed" "$work/log/herald.log" || echo "no compaction finished during the run"

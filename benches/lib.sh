@@ -4,7 +4,7 @@
 #   prepare                # build (unless HERALD_BIN), $work with definitions/ and a
 #                          # base config.toml (loopback, warn), cleanup on exit
 #   ...append to "$work/config.toml", write definitions...
-#   start_herald           # herald serve on it, its log in $work/herald.log; sets $pid and $url
+#   start_herald           # herald serve on it, its log in $log; sets $pid and $url
 #   sync_log_definition    # definitions/sync-log.json: transform → notify(log)
 #   post_script FILE       # $work/post.lua: wrk POSTs FILE, prints p50/p99/non-2xx at the end
 #   new_alert_per_request F  # append to wrk script F: each request a new alert
@@ -25,13 +25,16 @@ prepare() {
 start_herald() {
     # Its log to a file, as a service's goes to the journal: the `log`
     # notify driver writes a warning line per run of the built-in
-    # pipeline, which would bury the figures. `$work/herald.log`.
-    "$bin" --config "$work/config.toml" serve 2> "$work/herald.log" &
+    # pipeline, which would bury the figures. Not in $work itself: herald
+    # watches the config's directory, and every line would be an event.
+    mkdir -p "$work/log"
+    log="$work/log/herald.log"
+    "$bin" --config "$work/config.toml" serve 2> "$log" &
     pid=$!
     for _ in $(seq 100); do [ -f "$work/data/herald.addr" ] && break; sleep 0.1; done
     if [ ! -f "$work/data/herald.addr" ]; then
         echo "herald did not start:" >&2
-        cat "$work/herald.log" >&2
+        cat "$log" >&2
         exit 1
     fi
     url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
