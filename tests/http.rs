@@ -1467,6 +1467,60 @@ async fn sigterm_finishes_in_flight_work_and_keeps_the_queue() {
     }
 }
 
+/// A resume interrupted by a crash is finished at the next start, like any
+/// interrupted run: its job is not dropped because the run no longer says
+/// FAILED.
+#[tokio::test]
+async fn a_resume_cut_short_by_a_crash_finishes_after_the_restart() {
+    let receiver = Receiver::start_with_delay(Duration::from_millis(2500)).await;
+    let ws = Workspace::new(&format!(
+        "[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    slow_notify_definition(&ws);
+    let mut d = ws.start();
+    receiver.respond_with(&[500]);
+    let failed = post(
+        &d,
+        "/orchestration/definitions/slow/execute/",
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_eq!(failed.body["status"], "FAILED", "{:#}", failed.body);
+    let id = failed.body["run_id"].as_str().unwrap().to_string();
+    let queued = post(
+        &d,
+        &format!("/orchestration/pipeline/{id}/resume/?mode=async"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{:#}", queued.body);
+    // Killed while the resumed notify waits on the receiver.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = get(&d, &format!("/orchestration/pipeline/{id}/"))
+            .await
+            .body;
+        let resumed_send_running = run["stages"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["attempt"] == 2 && s["status"] == "RUNNING")
+        });
+        if resumed_send_running {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the resume never ran: {run:#}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Past sled's own periodic flush (500 ms), so the resumed run's record
+    // is on disk as it was when the process died.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    d.kill9();
+    let d = ws.start();
+    let run = finished(&d, &id).await;
+    assert_eq!(run["status"], "NOTIFIED", "{run:#}");
+    assert!(run["last_error"].is_null(), "{run:#}");
+}
+
 /// A second SIGTERM (a second Ctrl-C) during the graceful shutdown stops
 /// herald at once instead of waiting out `shutdown_grace` for a stage.
 #[tokio::test]

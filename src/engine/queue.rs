@@ -226,7 +226,10 @@ impl Queue {
         };
         let runnable = match job.kind {
             JobKind::Run => !record.is_finished(),
-            JobKind::Resume => record.status == RunStatus::Failed,
+            // A resume that a crash cut short no longer says FAILED: its
+            // record was rewritten as the run went on. It is unfinished,
+            // and continues like any interrupted run.
+            JobKind::Resume => record.status == RunStatus::Failed || !record.is_finished(),
         };
         if !runnable {
             return Ok(()); // finished before a crash removed its job
