@@ -1467,6 +1467,51 @@ async fn sigterm_finishes_in_flight_work_and_keeps_the_queue() {
     }
 }
 
+/// While a stage runs, the run says so: `current_node` is the node
+/// running, not the one before it, and `executed_nodes` what finished.
+#[tokio::test]
+async fn a_running_run_names_the_node_it_is_in() {
+    let receiver = Receiver::start_with_delay(Duration::from_secs(2)).await;
+    let ws = Workspace::new(&format!(
+        "[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    ws.definition("two-step", &json!({"version": "1", "nodes": [
+        {"id": "shape", "type": "transform", "config": {"mapping": {"v": {"literal": "x"}}}, "next": "page"},
+        {"id": "page", "type": "notify", "config": {"driver": "webhook", "channel": "slow"}, "retries": 0}]}));
+    let d = ws.start();
+    let r = post(
+        &d,
+        "/orchestration/definitions/two-step/execute/?mode=async",
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    let id = r.body["run_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let during = loop {
+        let run = get(&d, &format!("/orchestration/pipeline/{id}/"))
+            .await
+            .body;
+        let page_running = run["stages"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["node_id"] == "page" && s["status"] == "RUNNING")
+        });
+        if page_running {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the notify never ran: {run:#}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(during["current_node"], "page", "{during:#}");
+    assert_eq!(during["current_stage"], "notify", "{during:#}");
+    assert_eq!(during["executed_nodes"], json!(["shape"]), "{during:#}");
+    assert!(during["completed_at"].is_null(), "{during:#}");
+    let done = finished(&d, &id).await;
+    assert_eq!(done["current_node"], "page", "{done:#}");
+    assert_eq!(done["executed_nodes"], json!(["shape", "page"]), "{done:#}");
+}
+
 /// A resume interrupted by a crash is finished at the next start, like any
 /// interrupted run: its job is not dropped because the run no longer says
 /// FAILED.

@@ -265,8 +265,11 @@ impl Engine {
                 );
                 continue;
             }
+            // Recorded as the node starts, so that a run looked at while a
+            // slow stage runs names that stage, not the one before it.
             state.record.current_node = Some(node.id.clone());
             state.record.current_stage = Some(node.node_type.clone());
+            self.save_run(&state.record)?;
             let result = self.execute_node(definition, node, &mut state).await?;
             let failed = result.failed();
             let error = result.error.clone();
@@ -280,7 +283,6 @@ impl Engine {
                 state.record.last_error = Some(RunError::from_node(&node.id, &e));
                 break;
             }
-            self.save_run(&state.record)?;
         }
 
         let record = &mut state.record;
