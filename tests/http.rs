@@ -1512,6 +1512,69 @@ async fn a_running_run_names_the_node_it_is_in() {
     assert_eq!(done["executed_nodes"], json!(["shape", "page"]), "{done:#}");
 }
 
+/// A caller that hangs up on a sync run does not cut the run short: it
+/// finishes, and is recorded finished, as if the caller had waited.
+#[tokio::test]
+async fn a_sync_run_whose_caller_hangs_up_still_finishes() {
+    let receiver = Receiver::start_with_delay(Duration::from_millis(1500)).await;
+    let ws = Workspace::new(&format!(
+        "[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    slow_notify_definition(&ws);
+    let d = ws.start();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(d.url("/orchestration/definitions/slow/execute/"))
+        .json(&json!({"payload": {}}))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the caller was meant to give up first");
+    let listed = get(&d, "/orchestration/pipelines/?definition=slow").await;
+    let id = listed.body["results"][0]["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{:#}", listed.body))
+        .to_string();
+    let run = finished(&d, &id).await;
+    assert_eq!(run["status"], "NOTIFIED", "{run:#}");
+    assert_eq!(receiver.received().len(), 1);
+
+    // The same for a sync resume.
+    receiver.respond_with(&[500]);
+    let failed = post(
+        &d,
+        "/orchestration/definitions/slow/execute/",
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_eq!(failed.body["status"], "FAILED", "{:#}", failed.body);
+    let id = failed.body["run_id"].as_str().unwrap();
+    let gave_up = impatient
+        .post(d.url(&format!("/orchestration/pipeline/{id}/resume/")))
+        .json(&json!({}))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the caller was meant to give up first");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = get(&d, &format!("/orchestration/pipeline/{id}/"))
+            .await
+            .body;
+        if run["status"] == "NOTIFIED" && !run["completed_at"].is_null() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resume did not finish: {run:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(receiver.received().len(), 3);
+}
+
 /// A resume interrupted by a crash is finished at the next start, like any
 /// interrupted run: its job is not dropped because the run no longer says
 /// FAILED.

@@ -162,10 +162,20 @@ pub async fn run_tracked(
     } else {
         Engine::new_record(&definition, request)
     };
-    app.engine
-        .run_record(&definition, record)
-        .await
+    let engine = app.engine.clone();
+    detached(async move { engine.run_record(&definition, record).await })
+        .await?
         .map_err(engine_error)
+}
+
+/// Runs a sync run on a task of its own. A caller that hangs up makes
+/// hyper drop the request's future; a run awaited in it would stop at its
+/// next await, mid-stage, and stay unfinished for good. On its own task it
+/// finishes and is recorded as if the caller had waited.
+async fn detached<T: Send + 'static>(
+    run: impl Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(run).await.map_err(ApiError::internal)
 }
 
 pub fn builtin(app: &App) -> Result<Arc<Definition>, ApiError> {
@@ -318,10 +328,10 @@ pub async fn resume(app: &App, run_id: &str, req: Request<Incoming>) -> Result<R
             &json!({"status": "accepted", "run_id": run.run_id, "trace_id": run.trace_id}),
         ));
     }
-    let result = app
-        .engine
-        .resume(&definition, run_id)
-        .await
+    let engine = app.engine.clone();
+    let run_id = run_id.to_string();
+    let result = detached(async move { engine.resume(&definition, &run_id).await })
+        .await?
         .map_err(engine_error)?;
     Ok(json(StatusCode::OK, &json!(result)))
 }
