@@ -190,8 +190,8 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Resume a FAILED run from its first node that did not succeed; nodes
-    /// that succeeded are not run again.
+    /// Resume a FAILED run (or one a crash left unfinished) from its first
+    /// node that did not succeed; nodes that succeeded are not run again.
     Resume {
         run_id: String,
         #[arg(long)]

@@ -1575,6 +1575,111 @@ async fn a_sync_run_whose_caller_hangs_up_still_finishes() {
     assert_eq!(receiver.received().len(), 3);
 }
 
+/// A sync run cut short by a crash has no job to continue it. It is not
+/// left for good: it can be resumed like a FAILED one (the notify that was
+/// in flight is sent again, with its Idempotency-Key). A run still
+/// running, or still queued, cannot.
+#[tokio::test]
+async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
+    let receiver = Receiver::start_with_delay(Duration::from_millis(2500)).await;
+    let ws = Workspace::new(&format!(
+        "[queue]\nworkers = 1\n[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    slow_notify_definition(&ws);
+    let mut d = ws.start();
+    let client = reqwest::Client::new();
+    let in_flight = tokio::spawn(
+        client
+            .post(d.url("/orchestration/definitions/slow/execute/"))
+            .json(&json!({"payload": {}}))
+            .send(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let listed = get(&d, "/orchestration/pipelines/?definition=slow")
+            .await
+            .body;
+        if let Some(id) = listed["results"][0]["run_id"].as_str() {
+            let run = get(&d, &format!("/orchestration/pipeline/{id}/"))
+                .await
+                .body;
+            if run["stages"].as_array().is_some_and(|s| !s.is_empty()) {
+                break id.to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never started: {listed:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    // Running now: not resumable.
+    let running = post(
+        &d,
+        &format!("/orchestration/pipeline/{id}/resume/"),
+        json!({}),
+    )
+    .await;
+    assert_error(&running, StatusCode::CONFLICT, "not_resumable");
+    assert!(
+        running.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("running"),
+        "{:#}",
+        running.body
+    );
+    // Queued (an async job the one worker has not reached): not resumable.
+    let queued = post(
+        &d,
+        "/orchestration/definitions/slow/execute/?mode=async",
+        json!({"payload": {}}),
+    )
+    .await;
+    let queued_id = queued.body["run_id"].as_str().unwrap().to_string();
+    let refused = post(
+        &d,
+        &format!("/orchestration/pipeline/{queued_id}/resume/"),
+        json!({}),
+    )
+    .await;
+    assert_error(&refused, StatusCode::CONFLICT, "not_resumable");
+    // Past sled's periodic flush (500 ms), then killed mid-notify.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    d.kill9();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the caller got no answer"
+    );
+
+    let d = ws.start();
+    let left = get(&d, &format!("/orchestration/pipeline/{id}/"))
+        .await
+        .body;
+    assert!(left["completed_at"].is_null(), "{left:#}");
+    let resumed = post(
+        &d,
+        &format!("/orchestration/pipeline/{id}/resume/"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(resumed.status, StatusCode::OK, "{:#}", resumed.body);
+    assert_eq!(resumed.body["status"], "NOTIFIED", "{:#}", resumed.body);
+    let keys: Vec<String> = receiver
+        .received()
+        .iter()
+        .filter_map(|r| r.header("idempotency-key"))
+        .filter(|k| k.starts_with(&id))
+        .map(str::to_string)
+        .collect();
+    // The receiver records a request once it has answered it, so the
+    // send cut short by the kill is not among them: the resumed one is.
+    assert_eq!(keys, vec![format!("{id}:n")]);
+    // The queued one ran at the restart, as any job does.
+    assert_eq!(finished(&d, &queued_id).await["status"], "NOTIFIED");
+}
+
 /// A resume interrupted by a crash is finished at the next start, like any
 /// interrupted run: its job is not dropped because the run no longer says
 /// FAILED.

@@ -29,7 +29,8 @@ use crate::store::{
 use chrono::Utc;
 use indexmap::IndexMap;
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What starts a run.
@@ -51,8 +52,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("no run with id {0}")]
     RunNotFound(String),
-    #[error("run {run_id} is {status}, only a FAILED run can be resumed")]
-    NotResumable { run_id: String, status: RunStatus },
+    #[error("run {run_id} cannot be resumed: {why}")]
+    NotResumable { run_id: String, why: String },
     #[error("resuming needs the store")]
     NoStore,
 }
@@ -63,6 +64,35 @@ pub enum EngineError {
 pub struct Engine {
     store: Option<Store>,
     metrics: Option<Arc<Metrics>>,
+    /// The runs this process is running now (shared by every clone).
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Marks a run as running in this process until dropped (also when the
+/// run's future is dropped or panics).
+struct Running {
+    runs: Arc<Mutex<HashSet<String>>>,
+    run_id: String,
+}
+
+impl Running {
+    fn start(runs: &Arc<Mutex<HashSet<String>>>, run_id: &str) -> Running {
+        lock(runs).insert(run_id.to_string());
+        Running {
+            runs: runs.clone(),
+            run_id: run_id.to_string(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        lock(&self.runs).remove(&self.run_id);
+    }
+}
+
+fn lock(runs: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Engine {
@@ -70,7 +100,38 @@ impl Engine {
         Engine {
             store,
             metrics: None,
+            running: Arc::default(),
         }
+    }
+
+    /// Why `record` cannot be resumed, or `None` when it can: it FAILED,
+    /// or it is unfinished with nothing about to continue it — not running
+    /// in this process and not queued. That is a sync run (which has no
+    /// job) cut short by a crash, or by a stop past the grace period.
+    pub fn not_resumable(&self, record: &PipelineRun) -> Result<Option<String>, StoreError> {
+        if record.status == RunStatus::Failed && record.is_finished() {
+            return Ok(None);
+        }
+        if record.is_finished() {
+            return Ok(Some(format!(
+                "it is {}; only a FAILED run, or one a crash left unfinished, can be resumed",
+                record.status
+            )));
+        }
+        if lock(&self.running).contains(&record.run_id) {
+            return Ok(Some("it is running now".into()));
+        }
+        let queued = match &self.store {
+            Some(store) => store.jobs_get(&record.run_id)?.is_some(),
+            None => false,
+        };
+        if queued {
+            return Ok(Some(
+                "it is queued; a worker will run it (at the next start if herald is stopped)"
+                    .into(),
+            ));
+        }
+        Ok(None)
     }
 
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
@@ -134,7 +195,8 @@ impl Engine {
             .await
     }
 
-    /// Continues a FAILED run from its first node that did not succeed.
+    /// Continues a FAILED run, or one a crash left unfinished, from its
+    /// first node that did not succeed.
     pub async fn resume(
         &self,
         definition: &Definition,
@@ -144,10 +206,10 @@ impl Engine {
         let record = store
             .get_run(run_id)?
             .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))?;
-        if record.status != RunStatus::Failed {
+        if let Some(why) = self.not_resumable(&record)? {
             return Err(EngineError::NotResumable {
                 run_id: run_id.to_string(),
-                status: record.status,
+                why,
             });
         }
         self.continue_recorded(definition, record).await
@@ -225,6 +287,7 @@ impl Engine {
         mut done: IndexMap<String, NodeResult>,
     ) -> Result<RunResult, EngineError> {
         let started = Instant::now();
+        let _running = Running::start(&self.running, &state.record.run_id);
         self.save_run(&state.record)?;
         // At info, a run is one line: its finish (with its status). Its
         // start and each stage are debug: at a storm's rate, seven lines an

@@ -214,9 +214,9 @@ pub fn engine_error(e: EngineError) -> ApiError {
         EngineError::RunNotFound(id) => {
             ApiError::not_found("run_not_found", format!("no run with id {id}"))
         }
-        EngineError::NotResumable { run_id, status } => ApiError::conflict(
+        EngineError::NotResumable { run_id, why } => ApiError::conflict(
             "not_resumable",
-            format!("run {run_id} is {status}; only a FAILED run can be resumed"),
+            format!("run {run_id} cannot be resumed: {why}"),
         ),
         EngineError::Store(e) => ApiError::store(e),
         other => ApiError::internal(other),
@@ -306,13 +306,10 @@ pub async fn resume(app: &App, run_id: &str, req: Request<Incoming>) -> Result<R
         .get_run(run_id)
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {run_id}")))?;
-    if run.status != RunStatus::Failed {
+    if let Some(why) = app.engine.not_resumable(&run).map_err(ApiError::store)? {
         return Err(ApiError::conflict(
             "not_resumable",
-            format!(
-                "run {run_id} is {}; only a FAILED run can be resumed",
-                run.status
-            ),
+            format!("run {run_id} cannot be resumed: {why}"),
         ));
     }
     let definition = app.definitions.load().get(&run.definition).ok_or_else(|| {
