@@ -1630,21 +1630,32 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
         "{:#}",
         running.body
     );
-    // Queued (an async job the one worker has not reached): not resumable.
-    let queued = post(
-        &d,
-        "/orchestration/definitions/slow/execute/?mode=async",
-        json!({"payload": {}}),
-    )
-    .await;
-    let queued_id = queued.body["run_id"].as_str().unwrap().to_string();
+    // Queued (an async job behind another on the one worker): not resumable.
+    let mut async_ids = Vec::new();
+    for _ in 0..2 {
+        let accepted = post(
+            &d,
+            "/orchestration/definitions/slow/execute/?mode=async",
+            json!({"payload": {}}),
+        )
+        .await;
+        async_ids.push(accepted.body["run_id"].as_str().unwrap().to_string());
+    }
     let refused = post(
         &d,
-        &format!("/orchestration/pipeline/{queued_id}/resume/"),
+        &format!("/orchestration/pipeline/{}/resume/", async_ids[1]),
         json!({}),
     )
     .await;
     assert_error(&refused, StatusCode::CONFLICT, "not_resumable");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("queued"),
+        "{:#}",
+        refused.body
+    );
     // Past sled's periodic flush (500 ms), then killed mid-notify.
     tokio::time::sleep(Duration::from_millis(700)).await;
     d.kill9();
@@ -1676,8 +1687,10 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
     // The receiver records a request once it has answered it, so the
     // send cut short by the kill is not among them: the resumed one is.
     assert_eq!(keys, vec![format!("{id}:n")]);
-    // The queued one ran at the restart, as any job does.
-    assert_eq!(finished(&d, &queued_id).await["status"], "NOTIFIED");
+    // The async ones ran at the restart, as any job does.
+    for id in &async_ids {
+        assert_eq!(finished(&d, id).await["status"], "NOTIFIED");
+    }
 }
 
 /// A resume interrupted by a crash is finished at the next start, like any
