@@ -307,10 +307,10 @@ pub async fn resume(app: &App, run_id: &str, req: Request<Incoming>) -> Result<R
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {run_id}")))?;
     if let Some(why) = app.engine.not_resumable(&run).map_err(ApiError::store)? {
-        return Err(ApiError::conflict(
-            "not_resumable",
-            format!("run {run_id} cannot be resumed: {why}"),
-        ));
+        return Err(engine_error(EngineError::NotResumable {
+            run_id: run_id.to_string(),
+            why,
+        }));
     }
     let definition = app.definitions.load().get(&run.definition).ok_or_else(|| {
         ApiError::conflict(
