@@ -36,7 +36,7 @@ impl Log {
 }
 
 /// `probe` config: `fail_times` (fail the first N calls), `retryable`,
-/// `sleep_ms`, `output` (returned as `value`).
+/// `sleep_ms`, `output` (returned as `value`), `panic` (a bug in a node).
 struct ProbeHandler(Arc<Log>);
 
 struct Probe {
@@ -45,6 +45,7 @@ struct Probe {
     retryable: bool,
     sleep: Duration,
     output: Value,
+    panic: bool,
 }
 
 impl NodeHandler for ProbeHandler {
@@ -58,6 +59,7 @@ impl NodeHandler for ProbeHandler {
             retryable: config["retryable"].as_bool().unwrap_or(true),
             sleep: Duration::from_millis(config["sleep_ms"].as_u64().unwrap_or(0)),
             output: config.get("output").cloned().unwrap_or(Value::Null),
+            panic: config["panic"].as_bool().unwrap_or(false),
         }))
     }
 }
@@ -73,6 +75,7 @@ impl NodeExecutor for Probe {
             };
             self.log.order.lock().unwrap().push(ctx.node_id.to_string());
             tokio::time::sleep(self.sleep).await;
+            assert!(!self.panic, "probe {} panics on purpose", ctx.node_id);
             if call <= self.fail_times {
                 let message = format!("probe failure {call}");
                 return Err(if self.retryable {
@@ -127,6 +130,31 @@ async fn run(def: &Definition) -> herald::engine::RunResult {
         .run(def, RunRequest::default())
         .await
         .unwrap()
+}
+
+/// A node that panics (a bug) fails its stage and its run, with the panic
+/// in the error, instead of taking down the task that ran it: a queue
+/// worker would otherwise be gone for good, and the job, still queued,
+/// would take another worker down at every start.
+#[tokio::test]
+async fn a_panicking_node_fails_its_run_and_nothing_else() {
+    let w = world();
+    let def = w.definition(json!({"nodes": [
+        {"id": "first", "type": "probe", "next": "buggy"},
+        {"id": "buggy", "type": "probe", "config": {"panic": true}, "retries": 2, "next": "after"},
+        {"id": "after", "type": "probe"}]}));
+    let result = run(&def).await;
+    assert_eq!(result.status, RunStatus::Failed, "{result:?}");
+    let error = result.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("buggy") && error.contains("panicked") && error.contains("on purpose"),
+        "{error}"
+    );
+    assert_eq!(w.log.calls("buggy"), 1, "a panic is not retried");
+    assert_eq!(w.log.calls("after"), 0);
+    // The engine goes on running other runs.
+    let fine = w.definition(json!({"nodes": [{"id": "only", "type": "probe"}]}));
+    assert_eq!(run(&fine).await.status, RunStatus::Completed);
 }
 
 #[tokio::test]

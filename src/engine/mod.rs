@@ -27,9 +27,11 @@ use crate::store::{
     PipelineRun, RunError, RunStatus, StageExecution, StageStatus, Store, StoreError,
 };
 use chrono::Utc;
+use futures_util::FutureExt;
 use indexmap::IndexMap;
 use serde_json::Value;
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -433,8 +435,17 @@ impl Engine {
                     intake: state.record.intake.as_deref(),
                     earlier: &earlier,
                 };
-                match tokio::time::timeout(node.timeout, node.executor.execute_shared(&ctx)).await {
-                    Ok(outcome) => outcome,
+                // A panic in a node is a bug; it fails this stage (not
+                // retried) instead of the task that runs the run: a queue
+                // worker would be gone for good.
+                let execution = AssertUnwindSafe(node.executor.execute_shared(&ctx)).catch_unwind();
+                match tokio::time::timeout(node.timeout, execution).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(panic)) => {
+                        let message = panic_message(panic.as_ref());
+                        tracing::error!(run_id = %state.record.run_id, node = %node.id, %message, "a node panicked; its stage failed");
+                        Err(NodeError::internal(format!("the node panicked: {message}")))
+                    }
                     Err(_) => Err(NodeError::timeout(format!(
                         "did not finish within {}",
                         crate::definition::duration::format_duration(node.timeout)
@@ -637,5 +648,16 @@ impl NodeFacts for RunState {
             .get(node)
             .filter(|r| r.status == StageStatus::Succeeded)
             .map(|r| &*r.output)
+    }
+}
+
+/// The text a panic was raised with (`panic!("…")`, `assert!`, `unwrap`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "no message".to_string()
     }
 }

@@ -108,6 +108,8 @@ pub enum NodeErrorKind {
     Timeout,
     /// A peer refused the request for good (4xx, bad credentials).
     Rejected,
+    /// A bug in herald (the node panicked); retrying would meet it again.
+    Internal,
 }
 
 impl NodeError {
@@ -135,6 +137,13 @@ impl NodeError {
     pub fn timeout(message: impl Into<String>) -> Self {
         NodeError {
             kind: NodeErrorKind::Timeout,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        NodeError {
+            kind: NodeErrorKind::Internal,
             message: message.into(),
             retry_after: None,
         }
