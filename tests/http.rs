@@ -1693,6 +1693,66 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
     }
 }
 
+/// A FAILED run already queued for a resume is not queued again: the
+/// second resume is a 409 that says so, and the run is resumed once.
+#[tokio::test]
+async fn a_failed_run_queued_for_resume_is_not_resumed_twice() {
+    let slow = Receiver::start_with_delay(Duration::from_millis(1500)).await;
+    let fast = Receiver::start().await;
+    let ws = Workspace::new(&format!(
+        "[queue]\nworkers = 1\n[notify.webhook.slow]\nurl = \"{}\"\n[notify.webhook.fast]\nurl = \"{}\"\n",
+        slow.url("/"),
+        fast.url("/")
+    ));
+    slow_notify_definition(&ws);
+    ws.definition("fast", &json!({"version": "1", "nodes": [
+        {"id": "n", "type": "notify", "config": {"driver": "webhook", "channel": "fast"}, "retries": 0}]}));
+    let d = ws.start();
+    fast.respond_with(&[500]);
+    let failed = post(
+        &d,
+        "/orchestration/definitions/fast/execute/",
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_eq!(failed.body["status"], "FAILED", "{:#}", failed.body);
+    let id = failed.body["run_id"].as_str().unwrap().to_string();
+    // The one worker is busy with a slow job; the resume waits behind it.
+    let busy = post(
+        &d,
+        "/orchestration/definitions/slow/execute/?mode=async",
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_eq!(busy.status, StatusCode::ACCEPTED);
+    let resume = format!("/orchestration/pipeline/{id}/resume/?mode=async");
+    let first = post(&d, &resume, json!({})).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{:#}", first.body);
+    let second = post(&d, &resume, json!({})).await;
+    assert_error(&second, StatusCode::CONFLICT, "not_resumable");
+    assert!(
+        second.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("queued"),
+        "{:#}",
+        second.body
+    );
+    // Done when the queue is empty (the FAILED run already has a
+    // completed_at, so waiting for one says nothing).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&d, "/readyz").await.body["queue_depth"] != 0 {
+        assert!(Instant::now() < deadline, "the queue never emptied");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(finished(&d, &id).await["status"], "NOTIFIED");
+    assert_eq!(
+        fast.received().len(),
+        2,
+        "the failed send and one resumed send"
+    );
+}
+
 /// A resume interrupted by a crash is finished at the next start, like any
 /// interrupted run: its job is not dropped because the run no longer says
 /// FAILED.

@@ -78,12 +78,21 @@ struct Running {
 }
 
 impl Running {
+    /// Marks `run_id` running (again, for a run whose resume claimed it).
     fn start(runs: &Arc<Mutex<HashSet<String>>>, run_id: &str) -> Running {
         lock(runs).insert(run_id.to_string());
         Running {
             runs: runs.clone(),
             run_id: run_id.to_string(),
         }
+    }
+
+    /// Marks `run_id` running, unless it already is.
+    fn claim(runs: &Arc<Mutex<HashSet<String>>>, run_id: &str) -> Option<Running> {
+        lock(runs).insert(run_id.to_string()).then(|| Running {
+            runs: runs.clone(),
+            run_id: run_id.to_string(),
+        })
     }
 }
 
@@ -107,21 +116,28 @@ impl Engine {
     }
 
     /// Why `record` cannot be resumed, or `None` when it can: it FAILED,
-    /// or it is unfinished with nothing about to continue it — not running
-    /// in this process and not queued. That is a sync run (which has no
-    /// job) cut short by a crash, or by a stop past the grace period.
+    /// or it is unfinished — and nothing is about to continue it: it is
+    /// not running in this process and not queued (an async resume already
+    /// accepted, or the run's own job). An unfinished run with neither is
+    /// a sync run (which has no job) cut short by a crash, or by a stop
+    /// past the grace period.
     pub fn not_resumable(&self, record: &PipelineRun) -> Result<Option<String>, StoreError> {
-        if record.status == RunStatus::Failed && record.is_finished() {
-            return Ok(None);
+        if lock(&self.running).contains(&record.run_id) {
+            return Ok(Some("it is running now".into()));
         }
-        if record.is_finished() {
+        self.not_resumable_unless_running(record)
+    }
+
+    /// [`not_resumable`](Self::not_resumable) but for the running check.
+    fn not_resumable_unless_running(
+        &self,
+        record: &PipelineRun,
+    ) -> Result<Option<String>, StoreError> {
+        if record.is_finished() && record.status != RunStatus::Failed {
             return Ok(Some(format!(
                 "it is {}; only a FAILED run, or one a crash left unfinished, can be resumed",
                 record.status
             )));
-        }
-        if lock(&self.running).contains(&record.run_id) {
-            return Ok(Some("it is running now".into()));
         }
         let queued = match &self.store {
             Some(store) => store.jobs_get(&record.run_id)?.is_some(),
@@ -208,11 +224,16 @@ impl Engine {
         let record = store
             .get_run(run_id)?
             .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))?;
-        if let Some(why) = self.not_resumable(&record)? {
-            return Err(EngineError::NotResumable {
-                run_id: run_id.to_string(),
-                why,
-            });
+        // Marked running before the other checks, in one step with the
+        // check that it is not: two resumes at once cannot both pass.
+        let not_resumable = |why: String| EngineError::NotResumable {
+            run_id: run_id.to_string(),
+            why,
+        };
+        let _claim = Running::claim(&self.running, run_id)
+            .ok_or_else(|| not_resumable("it is running now".into()))?;
+        if let Some(why) = self.not_resumable_unless_running(&record)? {
+            return Err(not_resumable(why));
         }
         self.continue_recorded(definition, record).await
     }
