@@ -1516,7 +1516,7 @@ async fn a_running_run_names_the_node_it_is_in() {
 /// finishes, and is recorded finished, as if the caller had waited.
 #[tokio::test]
 async fn a_sync_run_whose_caller_hangs_up_still_finishes() {
-    let receiver = Receiver::start_with_delay(Duration::from_millis(1500)).await;
+    let receiver = Receiver::start_with_delay(Duration::from_millis(2500)).await;
     let ws = Workspace::new(&format!(
         "[notify.webhook.slow]\nurl = \"{}\"\n",
         receiver.url("/")
@@ -1524,7 +1524,7 @@ async fn a_sync_run_whose_caller_hangs_up_still_finishes() {
     slow_notify_definition(&ws);
     let d = ws.start();
     let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(500))
+        .timeout(Duration::from_millis(1000))
         .build()
         .unwrap();
     let gave_up = impatient
@@ -1684,9 +1684,12 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
         .filter(|k| k.starts_with(&id))
         .map(str::to_string)
         .collect();
-    // The receiver records a request once it has answered it, so the
-    // send cut short by the kill is not among them: the resumed one is.
-    assert_eq!(keys, vec![format!("{id}:n")]);
+    // The resumed send, and the one cut short by the kill if the receiver
+    // got to record it: under the same key.
+    assert!(
+        (1..=2).contains(&keys.len()) && keys.iter().all(|k| *k == format!("{id}:n")),
+        "{keys:?}"
+    );
     // The async ones ran at the restart, as any job does.
     for id in &async_ids {
         assert_eq!(finished(&d, id).await["status"], "NOTIFIED");
