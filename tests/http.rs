@@ -12,19 +12,47 @@ use support::{Receiver, fixture_json};
 
 /// Polls a run until it is finished; its record.
 async fn finished(d: &Daemon, run_id: &str) -> Value {
+    run_until(d, run_id, "did not finish", |run| {
+        !run["completed_at"].is_null()
+    })
+    .await
+}
+
+/// Polls a run (its record with its stages) until `done` holds of it;
+/// `what` says what never happened if it does not within 30 s.
+async fn run_until(d: &Daemon, run_id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = get(d, &format!("/orchestration/pipeline/{run_id}/")).await;
-        if r.status == StatusCode::OK && !r.body["completed_at"].is_null() {
+        if r.status == StatusCode::OK && done(&r.body) {
             return r.body;
         }
         assert!(
             Instant::now() < deadline,
-            "run {run_id} did not finish: {:#}",
+            "run {run_id}: {what}: {:#}",
             r.body
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Whether a run has a stage for which `matches` holds.
+fn has_stage(run: &Value, matches: impl Fn(&Value) -> bool) -> bool {
+    run["stages"]
+        .as_array()
+        .is_some_and(|stages| stages.iter().any(matches))
+}
+
+/// Executes `definition` now (sync), which must fail; the run's id.
+async fn failed_run(d: &Daemon, definition: &str) -> String {
+    let failed = post(
+        d,
+        &format!("/orchestration/definitions/{definition}/execute/"),
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_eq!(failed.body["status"], "FAILED", "{:#}", failed.body);
+    failed.body["run_id"].as_str().unwrap().to_string()
 }
 
 fn alert() -> Value {
@@ -1365,16 +1393,11 @@ async fn resume_repeats_nothing_that_succeeded() {
     )
     .await;
     assert_eq!(queued.status, StatusCode::ACCEPTED);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let run = get(&d, &format!("/orchestration/pipeline/{id}/")).await;
-        if run.body["status"] == "NOTIFIED" {
-            assert_eq!(run.body["attempts"], 2);
-            break;
-        }
-        assert!(Instant::now() < deadline, "{:#}", run.body);
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let run = run_until(&d, id, "the async resume did not finish", |run| {
+        run["status"] == "NOTIFIED"
+    })
+    .await;
+    assert_eq!(run["attempts"], 2);
 }
 
 #[tokio::test]
@@ -1488,21 +1511,10 @@ async fn a_running_run_names_the_node_it_is_in() {
     .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
     let id = r.body["run_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let during = loop {
-        let run = get(&d, &format!("/orchestration/pipeline/{id}/"))
-            .await
-            .body;
-        let page_running = run["stages"].as_array().is_some_and(|s| {
-            s.iter()
-                .any(|s| s["node_id"] == "page" && s["status"] == "RUNNING")
-        });
-        if page_running {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "the notify never ran: {run:#}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let during = run_until(&d, &id, "the notify never ran", |run| {
+        has_stage(run, |s| s["node_id"] == "page" && s["status"] == "RUNNING")
+    })
+    .await;
     assert_eq!(during["current_node"], "page", "{during:#}");
     assert_eq!(during["current_stage"], "notify", "{during:#}");
     assert_eq!(during["executed_nodes"], json!(["shape"]), "{during:#}");
@@ -1544,34 +1556,17 @@ async fn a_sync_run_whose_caller_hangs_up_still_finishes() {
 
     // The same for a sync resume.
     receiver.respond_with(&[500]);
-    let failed = post(
-        &d,
-        "/orchestration/definitions/slow/execute/",
-        json!({"payload": {}}),
-    )
-    .await;
-    assert_eq!(failed.body["status"], "FAILED", "{:#}", failed.body);
-    let id = failed.body["run_id"].as_str().unwrap();
+    let id = failed_run(&d, "slow").await;
     let gave_up = impatient
         .post(d.url(&format!("/orchestration/pipeline/{id}/resume/")))
         .json(&json!({}))
         .send()
         .await;
     assert!(gave_up.is_err(), "the caller was meant to give up first");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let run = get(&d, &format!("/orchestration/pipeline/{id}/"))
-            .await
-            .body;
-        if run["status"] == "NOTIFIED" && !run["completed_at"].is_null() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the resume did not finish: {run:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    run_until(&d, &id, "the resume did not finish", |run| {
+        run["status"] == "NOTIFIED" && !run["completed_at"].is_null()
+    })
+    .await;
     assert_eq!(receiver.received().len(), 3);
 }
 
@@ -1712,14 +1707,7 @@ async fn a_failed_run_queued_for_resume_is_not_resumed_twice() {
         {"id": "n", "type": "notify", "config": {"driver": "webhook", "channel": "fast"}, "retries": 0}]}));
     let d = ws.start();
     fast.respond_with(&[500]);
-    let failed = post(
-        &d,
-        "/orchestration/definitions/fast/execute/",
-        json!({"payload": {}}),
-    )
-    .await;
-    assert_eq!(failed.body["status"], "FAILED", "{:#}", failed.body);
-    let id = failed.body["run_id"].as_str().unwrap().to_string();
+    let id = failed_run(&d, "fast").await;
     // The one worker is busy with a slow job; the resume waits behind it.
     let busy = post(
         &d,
@@ -1769,14 +1757,7 @@ async fn a_resume_cut_short_by_a_crash_finishes_after_the_restart() {
     slow_notify_definition(&ws);
     let mut d = ws.start();
     receiver.respond_with(&[500]);
-    let failed = post(
-        &d,
-        "/orchestration/definitions/slow/execute/",
-        json!({"payload": {}}),
-    )
-    .await;
-    assert_eq!(failed.body["status"], "FAILED", "{:#}", failed.body);
-    let id = failed.body["run_id"].as_str().unwrap().to_string();
+    let id = failed_run(&d, "slow").await;
     let queued = post(
         &d,
         &format!("/orchestration/pipeline/{id}/resume/?mode=async"),
@@ -1785,21 +1766,10 @@ async fn a_resume_cut_short_by_a_crash_finishes_after_the_restart() {
     .await;
     assert_eq!(queued.status, StatusCode::ACCEPTED, "{:#}", queued.body);
     // Killed while the resumed notify waits on the receiver.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let run = get(&d, &format!("/orchestration/pipeline/{id}/"))
-            .await
-            .body;
-        let resumed_send_running = run["stages"].as_array().is_some_and(|s| {
-            s.iter()
-                .any(|s| s["attempt"] == 2 && s["status"] == "RUNNING")
-        });
-        if resumed_send_running {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the resume never ran: {run:#}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    run_until(&d, &id, "the resume never ran", |run| {
+        has_stage(run, |s| s["attempt"] == 2 && s["status"] == "RUNNING")
+    })
+    .await;
     // Past sled's own periodic flush (500 ms), so the resumed run's record
     // is on disk as it was when the process died.
     tokio::time::sleep(Duration::from_millis(700)).await;
