@@ -1238,6 +1238,19 @@ async fn rate_limit_answers_429_with_retry_after() {
     }
 }
 
+/// A receiver that answers after `delay`, and a workspace (`extra` first
+/// in its config) whose definition `slow` notifies it: a notify node `n`
+/// on the webhook channel `slow`.
+async fn slow_target(delay: Duration, extra: &str) -> (Receiver, Workspace) {
+    let receiver = Receiver::start_with_delay(delay).await;
+    let ws = Workspace::new(&format!(
+        "{extra}[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    slow_notify_definition(&ws);
+    (receiver, ws)
+}
+
 fn slow_notify_definition(ws: &Workspace) {
     ws.definition("slow", &json!({"version": "1", "nodes": [
         {"id": "n", "type": "notify", "config": {"driver": "webhook", "channel": "slow"}, "retries": 0, "timeout": "30s"}]}));
@@ -1245,12 +1258,11 @@ fn slow_notify_definition(ws: &Workspace) {
 
 #[tokio::test]
 async fn a_full_queue_answers_429_and_keeps_memory_bounded() {
-    let receiver = Receiver::start_with_delay(Duration::from_millis(800)).await;
-    let ws = Workspace::new(&format!(
-        "[queue]\nworkers = 1\ncapacity = 2\n[notify.webhook.slow]\nurl = \"{}\"\n",
-        receiver.url("/")
-    ));
-    slow_notify_definition(&ws);
+    let (_receiver, ws) = slow_target(
+        Duration::from_millis(800),
+        "[queue]\nworkers = 1\ncapacity = 2\n",
+    )
+    .await;
     let d = ws.start();
     let mut codes = Vec::new();
     for _ in 0..4 {
@@ -1447,12 +1459,7 @@ async fn metrics_count_runs_webhooks_and_requests() {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_work_and_keeps_the_queue() {
-    let receiver = Receiver::start_with_delay(Duration::from_millis(500)).await;
-    let ws = Workspace::new(&format!(
-        "[queue]\nworkers = 1\n[notify.webhook.slow]\nurl = \"{}\"\n",
-        receiver.url("/")
-    ));
-    slow_notify_definition(&ws);
+    let (_receiver, ws) = slow_target(Duration::from_millis(500), "[queue]\nworkers = 1\n").await;
     let mut d = ws.start();
     // A sync request in flight when SIGTERM arrives still gets its answer.
     let url = d.url("/orchestration/definitions/slow/execute/");
@@ -1528,12 +1535,7 @@ async fn a_running_run_names_the_node_it_is_in() {
 /// finishes, and is recorded finished, as if the caller had waited.
 #[tokio::test]
 async fn a_sync_run_whose_caller_hangs_up_still_finishes() {
-    let receiver = Receiver::start_with_delay(Duration::from_millis(2500)).await;
-    let ws = Workspace::new(&format!(
-        "[notify.webhook.slow]\nurl = \"{}\"\n",
-        receiver.url("/")
-    ));
-    slow_notify_definition(&ws);
+    let (receiver, ws) = slow_target(Duration::from_millis(2500), "").await;
     let d = ws.start();
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(1000))
@@ -1576,12 +1578,7 @@ async fn a_sync_run_whose_caller_hangs_up_still_finishes() {
 /// running, or still queued, cannot.
 #[tokio::test]
 async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
-    let receiver = Receiver::start_with_delay(Duration::from_millis(2500)).await;
-    let ws = Workspace::new(&format!(
-        "[queue]\nworkers = 1\n[notify.webhook.slow]\nurl = \"{}\"\n",
-        receiver.url("/")
-    ));
-    slow_notify_definition(&ws);
+    let (receiver, ws) = slow_target(Duration::from_millis(2500), "[queue]\nworkers = 1\n").await;
     let mut d = ws.start();
     let client = reqwest::Client::new();
     let in_flight = tokio::spawn(
@@ -1695,14 +1692,15 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
 /// second resume is a 409 that says so, and the run is resumed once.
 #[tokio::test]
 async fn a_failed_run_queued_for_resume_is_not_resumed_twice() {
-    let slow = Receiver::start_with_delay(Duration::from_millis(1500)).await;
     let fast = Receiver::start().await;
-    let ws = Workspace::new(&format!(
-        "[queue]\nworkers = 1\n[notify.webhook.slow]\nurl = \"{}\"\n[notify.webhook.fast]\nurl = \"{}\"\n",
-        slow.url("/"),
-        fast.url("/")
-    ));
-    slow_notify_definition(&ws);
+    let (_slow, ws) = slow_target(
+        Duration::from_millis(1500),
+        &format!(
+            "[queue]\nworkers = 1\n[notify.webhook.fast]\nurl = \"{}\"\n",
+            fast.url("/")
+        ),
+    )
+    .await;
     ws.definition("fast", &json!({"version": "1", "nodes": [
         {"id": "n", "type": "notify", "config": {"driver": "webhook", "channel": "fast"}, "retries": 0}]}));
     let d = ws.start();
@@ -1749,12 +1747,7 @@ async fn a_failed_run_queued_for_resume_is_not_resumed_twice() {
 /// FAILED.
 #[tokio::test]
 async fn a_resume_cut_short_by_a_crash_finishes_after_the_restart() {
-    let receiver = Receiver::start_with_delay(Duration::from_millis(2500)).await;
-    let ws = Workspace::new(&format!(
-        "[notify.webhook.slow]\nurl = \"{}\"\n",
-        receiver.url("/")
-    ));
-    slow_notify_definition(&ws);
+    let (receiver, ws) = slow_target(Duration::from_millis(2500), "").await;
     let mut d = ws.start();
     receiver.respond_with(&[500]);
     let id = failed_run(&d, "slow").await;
@@ -1784,12 +1777,11 @@ async fn a_resume_cut_short_by_a_crash_finishes_after_the_restart() {
 /// herald at once instead of waiting out `shutdown_grace` for a stage.
 #[tokio::test]
 async fn a_second_signal_stops_at_once() {
-    let receiver = Receiver::start_with_delay(Duration::from_secs(20)).await;
-    let ws = Workspace::new(&format!(
-        "[server]\nshutdown_grace = \"60s\"\n[queue]\nworkers = 1\n[notify.webhook.slow]\nurl = \"{}\"\n",
-        receiver.url("/")
-    ));
-    slow_notify_definition(&ws);
+    let (_receiver, ws) = slow_target(
+        Duration::from_secs(20),
+        "[server]\nshutdown_grace = \"60s\"\n[queue]\nworkers = 1\n",
+    )
+    .await;
     let mut d = ws.start();
     let r = post(
         &d,
@@ -1821,12 +1813,7 @@ async fn a_second_signal_stops_at_once() {
 /// notification arrives — at least once, twice only when in flight at the kill.
 #[tokio::test]
 async fn sigkill_loses_nothing_that_was_accepted() {
-    let receiver = Receiver::start_with_delay(Duration::from_millis(5)).await;
-    let ws = Workspace::new(&format!(
-        "[queue]\nworkers = 2\n[notify.webhook.slow]\nurl = \"{}\"\n",
-        receiver.url("/")
-    ));
-    slow_notify_definition(&ws);
+    let (receiver, ws) = slow_target(Duration::from_millis(5), "[queue]\nworkers = 2\n").await;
     let mut d = ws.start();
     let client = reqwest::Client::new();
     let url = d.url("/orchestration/definitions/slow/execute/?mode=async");
