@@ -43,6 +43,14 @@ fn has_stage(run: &Value, matches: impl Fn(&Value) -> bool) -> bool {
         .is_some_and(|stages| stages.iter().any(matches))
 }
 
+/// POSTs the resume `path`, which must be refused (409) for `reason`.
+async fn refused_resume(d: &Daemon, path: &str, reason: &str) {
+    let refused = post(d, path, json!({})).await;
+    assert_error(&refused, StatusCode::CONFLICT, "not_resumable");
+    let message = refused.body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(reason), "{:#}", refused.body);
+}
+
 /// Executes `definition` now (sync), which must fail; the run's id.
 async fn failed_run(d: &Daemon, definition: &str) -> String {
     let failed = post(
@@ -1607,21 +1615,12 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     // Running now: not resumable.
-    let running = post(
+    refused_resume(
         &d,
         &format!("/orchestration/pipeline/{id}/resume/"),
-        json!({}),
+        "running",
     )
     .await;
-    assert_error(&running, StatusCode::CONFLICT, "not_resumable");
-    assert!(
-        running.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("running"),
-        "{:#}",
-        running.body
-    );
     // Queued (an async job behind another on the one worker): not resumable.
     let mut async_ids = Vec::new();
     for _ in 0..2 {
@@ -1633,21 +1632,8 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
         .await;
         async_ids.push(accepted.body["run_id"].as_str().unwrap().to_string());
     }
-    let refused = post(
-        &d,
-        &format!("/orchestration/pipeline/{}/resume/", async_ids[1]),
-        json!({}),
-    )
-    .await;
-    assert_error(&refused, StatusCode::CONFLICT, "not_resumable");
-    assert!(
-        refused.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("queued"),
-        "{:#}",
-        refused.body
-    );
+    let second_job = format!("/orchestration/pipeline/{}/resume/", async_ids[1]);
+    refused_resume(&d, &second_job, "queued").await;
     // Past sled's periodic flush (500 ms), then killed mid-notify.
     tokio::time::sleep(Duration::from_millis(700)).await;
     d.kill9();
@@ -1717,16 +1703,7 @@ async fn a_failed_run_queued_for_resume_is_not_resumed_twice() {
     let resume = format!("/orchestration/pipeline/{id}/resume/?mode=async");
     let first = post(&d, &resume, json!({})).await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{:#}", first.body);
-    let second = post(&d, &resume, json!({})).await;
-    assert_error(&second, StatusCode::CONFLICT, "not_resumable");
-    assert!(
-        second.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("queued"),
-        "{:#}",
-        second.body
-    );
+    refused_resume(&d, &resume, "queued").await;
     // Done when the queue is empty (the FAILED run already has a
     // completed_at, so waiting for one says nothing).
     let deadline = Instant::now() + Duration::from_secs(20);
