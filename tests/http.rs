@@ -51,6 +51,19 @@ async fn refused_resume(d: &Daemon, path: &str, reason: &str) {
     assert!(message.contains(reason), "{:#}", refused.body);
 }
 
+/// Queues a run of `definition` (`?mode=async`), which must be accepted;
+/// the run's id.
+async fn queued_run(d: &Daemon, definition: &str) -> String {
+    let accepted = post(
+        d,
+        &format!("/orchestration/definitions/{definition}/execute/?mode=async"),
+        json!({"payload": {}}),
+    )
+    .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:#}", accepted.body);
+    accepted.body["run_id"].as_str().unwrap().to_string()
+}
+
 /// Executes `definition` now (sync), which must fail; the run's id.
 async fn failed_run(d: &Daemon, definition: &str) -> String {
     let failed = post(
@@ -1518,14 +1531,7 @@ async fn a_running_run_names_the_node_it_is_in() {
         {"id": "shape", "type": "transform", "config": {"mapping": {"v": {"literal": "x"}}}, "next": "page"},
         {"id": "page", "type": "notify", "config": {"driver": "webhook", "channel": "slow"}, "retries": 0}]}));
     let d = ws.start();
-    let r = post(
-        &d,
-        "/orchestration/definitions/two-step/execute/?mode=async",
-        json!({"payload": {}}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
-    let id = r.body["run_id"].as_str().unwrap().to_string();
+    let id = queued_run(&d, "two-step").await;
     let during = run_until(&d, &id, "the notify never ran", |run| {
         has_stage(run, |s| s["node_id"] == "page" && s["status"] == "RUNNING")
     })
@@ -1624,13 +1630,7 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
     // Queued (an async job behind another on the one worker): not resumable.
     let mut async_ids = Vec::new();
     for _ in 0..2 {
-        let accepted = post(
-            &d,
-            "/orchestration/definitions/slow/execute/?mode=async",
-            json!({"payload": {}}),
-        )
-        .await;
-        async_ids.push(accepted.body["run_id"].as_str().unwrap().to_string());
+        async_ids.push(queued_run(&d, "slow").await);
     }
     let second_job = format!("/orchestration/pipeline/{}/resume/", async_ids[1]);
     refused_resume(&d, &second_job, "queued").await;
@@ -1693,13 +1693,7 @@ async fn a_failed_run_queued_for_resume_is_not_resumed_twice() {
     fast.respond_with(&[500]);
     let id = failed_run(&d, "fast").await;
     // The one worker is busy with a slow job; the resume waits behind it.
-    let busy = post(
-        &d,
-        "/orchestration/definitions/slow/execute/?mode=async",
-        json!({"payload": {}}),
-    )
-    .await;
-    assert_eq!(busy.status, StatusCode::ACCEPTED);
+    queued_run(&d, "slow").await;
     let resume = format!("/orchestration/pipeline/{id}/resume/?mode=async");
     let first = post(&d, &resume, json!({})).await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{:#}", first.body);
@@ -1760,13 +1754,7 @@ async fn a_second_signal_stops_at_once() {
     )
     .await;
     let mut d = ws.start();
-    let r = post(
-        &d,
-        "/orchestration/definitions/slow/execute/?mode=async",
-        json!({"payload": {}}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED);
+    queued_run(&d, "slow").await;
     // The notify stage is waiting on the receiver.
     tokio::time::sleep(Duration::from_millis(500)).await;
     d.signal("TERM");
