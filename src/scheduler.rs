@@ -201,15 +201,15 @@ impl Scheduler {
     }
 
     fn fire(&self, definition: &Arc<Definition>, timer: &Timer) {
-        if timer.running.swap(true, Ordering::AcqRel) {
+        let Some(going) = Going::claim(&timer.running) else {
             self.metrics.schedule_tick_skipped(&definition.name);
             tracing::warn!(definition = %definition.name, "schedule: tick skipped, the previous run is still going");
             return;
-        }
+        };
         let engine = self.engine.clone();
         let definition = Arc::clone(definition);
-        let running = timer.running.clone();
         tokio::spawn(async move {
+            let _going = going;
             let request = RunRequest {
                 source: Some("schedule".to_string()),
                 ..RunRequest::default()
@@ -217,8 +217,27 @@ impl Scheduler {
             if let Err(e) = engine.run(&definition, request).await {
                 tracing::error!(definition = %definition.name, error = %e, "schedule: run could not be recorded");
             }
-            running.store(false, Ordering::Release);
         });
+    }
+}
+
+/// A timer's run in progress: its `running` flag, set by [`Going::claim`]
+/// and cleared when this is dropped, however the run's task ends. A flag
+/// cleared only at the end of the task would stay set if the task
+/// panicked, and every later tick of that definition would be skipped as
+/// "still going" until a restart.
+struct Going(Arc<AtomicBool>);
+
+impl Going {
+    /// Sets `running`, unless it already is (the previous run is going).
+    fn claim(running: &Arc<AtomicBool>) -> Option<Going> {
+        (!running.swap(true, Ordering::AcqRel)).then(|| Going(running.clone()))
+    }
+}
+
+impl Drop for Going {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -289,4 +308,25 @@ fn jitter(definition: &Definition) -> chrono::Duration {
         .map(|j| j.mul_f64(fastrand::f64()))
         .and_then(|j| chrono::Duration::from_std(j).ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_panics_frees_its_timer() {
+        let running = Arc::new(AtomicBool::new(false));
+        let going = Going::claim(&running).expect("a free timer is claimed");
+        assert!(Going::claim(&running).is_none(), "claimed twice");
+        let task = std::thread::spawn(move || {
+            let _going = going;
+            panic!("a bug in the run");
+        });
+        assert!(task.join().is_err());
+        assert!(
+            Going::claim(&running).is_some(),
+            "the next tick must be able to run"
+        );
+    }
 }
