@@ -1587,11 +1587,12 @@ async fn a_sync_run_whose_caller_hangs_up_still_finishes() {
 }
 
 /// A sync run cut short by a crash has no job to continue it. It is not
-/// left for good: it can be resumed like a FAILED one (the notify that was
-/// in flight is sent again, with its Idempotency-Key). A run still
-/// running, or still queued, cannot.
+/// left unfinished for good: the next start gives it one, and it continues
+/// like any queued run (the notify that was in flight is sent again, with
+/// its Idempotency-Key). Before the crash, a run still running, or still
+/// queued, cannot be resumed by hand.
 #[tokio::test]
-async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
+async fn a_sync_run_cut_short_by_a_crash_continues_at_the_next_start() {
     let (receiver, ws) = slow_target(Duration::from_millis(2500), "[queue]\nworkers = 1\n").await;
     let mut d = ws.start();
     let client = reqwest::Client::new();
@@ -1643,18 +1644,8 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
     );
 
     let d = ws.start();
-    let left = get(&d, &format!("/orchestration/pipeline/{id}/"))
-        .await
-        .body;
-    assert!(left["completed_at"].is_null(), "{left:#}");
-    let resumed = post(
-        &d,
-        &format!("/orchestration/pipeline/{id}/resume/"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(resumed.status, StatusCode::OK, "{:#}", resumed.body);
-    assert_eq!(resumed.body["status"], "NOTIFIED", "{:#}", resumed.body);
+    let continued = finished(&d, &id).await;
+    assert_eq!(continued["status"], "NOTIFIED", "{continued:#}");
     let keys: Vec<String> = receiver
         .received()
         .iter()
@@ -1662,8 +1653,8 @@ async fn a_sync_run_cut_short_by_a_crash_can_be_resumed() {
         .filter(|k| k.starts_with(&id))
         .map(str::to_string)
         .collect();
-    // The resumed send, and the one cut short by the kill if the receiver
-    // got to record it: under the same key.
+    // The continued send, and the one cut short by the kill if the
+    // receiver got to record it: under the same key.
     assert!(
         (1..=2).contains(&keys.len()) && keys.iter().all(|k| *k == format!("{id}:n")),
         "{keys:?}"

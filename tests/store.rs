@@ -341,6 +341,53 @@ fn retention_never_takes_a_run_whose_job_is_still_queued() {
     assert!(store.get_run(&queued.run_id).unwrap().is_none());
 }
 
+/// At start-up every unfinished run without a job (a sync run a crash cut
+/// short) is given one; finished runs, and unfinished ones already queued,
+/// are left as they are.
+#[test]
+fn unfinished_runs_without_a_job_are_given_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ms = now_ms();
+    let finished = run_at(ms, "d", RunStatus::Checked);
+    let mut cut_short = [
+        run_at(ms + 1, "d", RunStatus::Pending),
+        run_at(ms + 2, "d", RunStatus::Checked),
+    ];
+    let mut queued = run_at(ms + 3, "d", RunStatus::Pending);
+    for run in cut_short.iter_mut().chain([&mut queued]) {
+        run.completed_at = None;
+    }
+    for run in [&finished, &cut_short[0], &cut_short[1], &queued] {
+        store.put_run(run).unwrap();
+    }
+    let queued_at = Utc::now() - ChronoDuration::minutes(5);
+    store
+        .put_job(&Job {
+            run_id: queued.run_id.clone(),
+            kind: JobKind::Resume,
+            enqueued_at: queued_at,
+        })
+        .unwrap();
+
+    let requeued = store.requeue_unfinished().unwrap();
+    let expected: Vec<String> = cut_short.iter().map(|r| r.run_id.clone()).collect();
+    assert_eq!(requeued, expected);
+    for id in &expected {
+        let job = store.jobs_get(id).unwrap().expect("given a job");
+        assert_eq!(job.kind, JobKind::Run);
+    }
+    assert!(store.jobs_get(&finished.run_id).unwrap().is_none());
+    let kept = store.jobs_get(&queued.run_id).unwrap().unwrap();
+    assert_eq!(
+        (kept.kind, kept.enqueued_at),
+        (JobKind::Resume, queued_at),
+        "a queued run's job is not rewritten"
+    );
+    // Nothing is left to give a job to.
+    assert!(store.requeue_unfinished().unwrap().is_empty());
+}
+
 #[test]
 fn retention_keeps_at_most_max_runs_oldest_first() {
     let dir = tempfile::tempdir().unwrap();

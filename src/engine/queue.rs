@@ -4,8 +4,9 @@
 //! before the caller answers 2xx; concurrent accepts share one flush (a
 //! single flusher task drains every waiting request, flushes once, answers
 //! all). Workers take jobs in order and run them through the engine. At
-//! startup every job still in the store is queued again; an interrupted run
-//! continues from its first stage that did not succeed.
+//! startup every job still in the store is queued again, and so is every
+//! unfinished run without one (a sync run a crash cut short); an
+//! interrupted run continues from its first stage that did not succeed.
 
 use super::Engine;
 use crate::definition::SharedDefinitions;
@@ -54,6 +55,15 @@ impl Queue {
             ready_rx,
             metrics,
         });
+        let cut_short = store.requeue_unfinished()?;
+        if let Some(first) = cut_short.first() {
+            tracing::warn!(
+                runs = cut_short.len(),
+                first = %first,
+                "queue: runs cut short by the last stop (sync or scheduled runs, which have no \
+                 job) continue from their first stage that did not succeed"
+            );
+        }
         let mut recovered = 0;
         for job in store.jobs()? {
             if store.get_run(&job.run_id)?.is_none() {

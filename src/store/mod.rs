@@ -538,6 +538,44 @@ impl Store {
         Ok(())
     }
 
+    /// Gives a job to every unfinished run that has none, and returns
+    /// their ids, oldest first. Such a run was cut short by a stop: a sync
+    /// or scheduled run (those have no job) when herald crashed or was
+    /// stopped past its grace period, or a queued one whose job a damaged
+    /// log lost. With a job it continues like any queued run, from its
+    /// first stage that did not succeed. Call it when nothing is running:
+    /// a run going on now is unfinished too.
+    ///
+    /// Reads every run record, but only as far as its `completed_at`: the
+    /// store holds at most `max_runs` finished runs.
+    pub fn requeue_unfinished(&self) -> Result<Vec<String>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Finish {
+            completed_at: Option<serde::de::IgnoredAny>,
+        }
+        let t = self.trees();
+        let mut unfinished = Vec::new();
+        for item in t.runs.iter() {
+            let (key, bytes) = item?;
+            let run_id = String::from_utf8_lossy(&key);
+            let finished = match decode::<Finish>(&run_id, &bytes) {
+                Ok(run) => run.completed_at.is_some(),
+                Err(_) => true, // unreadable: get_run fails on it too; not ours to run
+            };
+            if !finished && !t.queue.contains_key(&key)? {
+                unfinished.push(run_id.into_owned());
+            }
+        }
+        for run_id in &unfinished {
+            self.put_job(&Job {
+                run_id: run_id.clone(),
+                kind: JobKind::Run,
+                enqueued_at: Utc::now(),
+            })?;
+        }
+        Ok(unfinished)
+    }
+
     /// Every waiting job, oldest first.
     pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
         self.trees()

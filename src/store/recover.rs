@@ -13,9 +13,8 @@
 //! from its log, and says what it found — so that an operator decides,
 //! and nothing is thrown away.
 
-use super::{Job, JobKind, RunQuery, Store, StoreError, StoreOptions, compact};
+use super::{Store, StoreError, StoreOptions, compact};
 use serde::Serialize;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// What a recovery did and found.
@@ -26,8 +25,9 @@ pub struct Recovery {
     pub snapshots_set_aside: usize,
     pub runs: u64,
     pub queued_jobs: usize,
-    /// Unfinished runs whose job the damage took, queued again so that
-    /// they continue from their first stage that did not succeed.
+    /// Unfinished runs without a job (the damage took it, or a sync run
+    /// was cut short), queued again so that they continue from their
+    /// first stage that did not succeed.
     pub requeued: usize,
     pub incidents: usize,
 }
@@ -103,7 +103,8 @@ pub fn recover(dir: &Path, options: &StoreOptions) -> Result<Recovery, StoreErro
             dir.display()
         ))
     })?;
-    let requeued = requeue_unfinished(&store)?;
+    // A log read up to its damage can hold a run's start and not its job.
+    let requeued = store.requeue_unfinished()?.len();
     let recovery = Recovery {
         damaged_copy,
         snapshots_set_aside,
@@ -114,36 +115,6 @@ pub fn recover(dir: &Path, options: &StoreOptions) -> Result<Recovery, StoreErro
     };
     store.flush()?;
     Ok(recovery)
-}
-
-/// Queues every unfinished run that has no job: a log read up to its
-/// damage can hold a run's start and not its job, and such a run would
-/// otherwise stay unfinished for good.
-fn requeue_unfinished(store: &Store) -> Result<usize, StoreError> {
-    let queued: HashSet<String> = store.jobs()?.into_iter().map(|j| j.run_id).collect();
-    let mut requeued = 0;
-    let mut cursor = None;
-    loop {
-        let page = store.list_runs(&RunQuery {
-            limit: 1000,
-            cursor,
-            ..RunQuery::default()
-        })?;
-        for run in page.runs {
-            if run.completed_at.is_none() && !queued.contains(&run.run_id) {
-                store.put_job(&Job {
-                    run_id: run.run_id,
-                    kind: JobKind::Run,
-                    enqueued_at: chrono::Utc::now(),
-                })?;
-                requeued += 1;
-            }
-        }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(requeued),
-        }
-    }
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
