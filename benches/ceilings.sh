@@ -23,23 +23,13 @@
 #             and the runs share the CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-32}
-THREADS=${THREADS:-2}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-
 source benches/lib.sh
+wrk_defaults 10s 32
 prepare
 base_config=$(cat "$work/config.toml")
 configure() { # the [webhooks] default_route for the next start
     printf '%s\n[queue]\ncapacity = 2000000\n[webhooks]\ndefault_route = "%s"\n' \
         "$base_config" "$1" > "$work/config.toml"
-}
-stop_herald() {
-    kill -TERM "$pid"
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    pid=
-    rm -f "$work/data/herald.addr"
 }
 case_line() { # name, wrk script, url
     local out

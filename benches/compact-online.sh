@@ -10,10 +10,8 @@
 #   DURATION=180s COMPACT_MB=64 bash benches/compact-online.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-130s}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-
 source benches/lib.sh
+wrk_defaults 130s 8
 prepare
 sed -i 's/log_level = "warn"/log_level = "warn,herald::store=info"/' "$work/config.toml"
 printf '[queue]\ncapacity = 2000000\n[store]\ncompact_above_mb = %s\n' "${COMPACT_MB:-32}" >> "$work/config.toml"
@@ -25,6 +23,6 @@ url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "
 
 post_script "$PWD/tests/fixtures/alertmanager-0.25-webhook-firing.json"
 new_alert_per_request "$work/post.lua"
-wrk -t2 -c8 -d"$DURATION" --latency -s "$work/post.lua" "$url/alerts/webhook/alertmanager/"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" "$url/alerts/webhook/alertmanager/"
 echo "accepted: $(curl -s "$url/metrics" | awk '/^herald_webhook_requests_total.*accepted/ {print $2}')"
 grep -E "store compacted|compaction failed" "$work/log/herald.log" || echo "no compaction finished during the run"

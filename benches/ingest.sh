@@ -14,13 +14,9 @@
 #   resend  the same body again and again: every alert unchanged, no run
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-8}
-THREADS=${THREADS:-2}
 BATCH=${BATCH:-500}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-
 source benches/lib.sh
+wrk_defaults 10s 8
 prepare
 cat >> "$work/config.toml" <<TOML
 [queue]

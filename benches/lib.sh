@@ -5,6 +5,9 @@
 #                          # base config.toml (loopback, warn), cleanup on exit
 #   ...append to "$work/config.toml", write definitions...
 #   start_herald           # herald serve on it, its log in $log; sets $pid and $url
+#   stop_herald            # SIGTERM, and wait for it to exit (the store closed)
+#   wrk_defaults D C       # wrk is installed; DURATION, CONNECTIONS, THREADS default
+#                          # to D, C and 2 unless set in the environment
 #   sync_log_definition    # definitions/sync-log.json: transform → notify(log)
 #   post_script FILE       # $work/post.lua: wrk POSTs FILE, prints p50/p99/non-2xx at the end
 #   new_alert_per_request F  # append to wrk script F: each request a new alert
@@ -38,6 +41,20 @@ start_herald() {
         exit 1
     fi
     url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/data/herald.addr")
+}
+
+stop_herald() {
+    kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    pid=
+    rm -f "$work/data/herald.addr"
+}
+
+wrk_defaults() {
+    command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+    DURATION=${DURATION:-$1}
+    CONNECTIONS=${CONNECTIONS:-$2}
+    THREADS=${THREADS:-2}
 }
 
 # The definition of load.sh's sync case: a transform, then a `log` notify.

@@ -15,12 +15,8 @@
 #          notify(log) definition, answered with the run result
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-32}
-THREADS=${THREADS:-2}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-
 source benches/lib.sh
+wrk_defaults 10s 32
 prepare
 sync_log_definition
 cat >> "$work/config.toml" <<TOML

@@ -66,7 +66,5 @@ done
 wait "$client"
 echo "end: RSS $(rss), database file $(( $(stat -c %s "$work/data/db/db") / 1048576 )) MB"
 # Then what a compaction gives back.
-kill -TERM "$pid"
-while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
-pid=
+stop_herald
 "$bin" --config "$work/config.toml" store compact
