@@ -640,7 +640,8 @@ async fn run(setup: Setup, args: RunArgs) -> Result<ExitCode> {
     let handlers = setup.handlers()?;
     let set = setup.definitions(&handlers)?;
     let definition = find_definition(&set, &args.name)?;
-    let engine = Engine::new(Some(store.clone()));
+    let ctrl_c = stop_on_ctrl_c()?;
+    let engine = Engine::new(Some(store.clone())).with_interrupt(ctrl_c.clone());
     let request = RunRequest {
         payload: herald::payload::Payload::from_value(payload),
         source: Some(args.source),
@@ -650,7 +651,47 @@ async fn run(setup: Setup, args: RunArgs) -> Result<ExitCode> {
     let result = engine.run(&definition, request).await?;
     store.flush_async().await?;
     print_result(&result, args.json)?;
-    Ok(exit_for(&result))
+    Ok(exit_unless_interrupted(&result, &ctrl_c))
+}
+
+/// For a run this command runs itself (no daemon): Ctrl-C stops the run,
+/// which is recorded FAILED with an `interrupted` error and can be resumed,
+/// instead of killing the process mid-stage and leaving the run unfinished
+/// for the next `herald serve` to continue, as it continues what a crash
+/// cut short. A second Ctrl-C exits at once. The handler is installed by
+/// this call, not when a task first polls it.
+fn stop_on_ctrl_c() -> Result<tokio::sync::watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupts =
+        signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C (SIGINT)")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if interrupts.recv().await.is_none() {
+            return;
+        }
+        eprintln!("interrupted: stopping the run (Ctrl-C again exits at once)");
+        let _ = stop.send(true);
+        if interrupts.recv().await.is_some() {
+            std::process::exit(130);
+        }
+    });
+    Ok(stopped)
+}
+
+/// The exit code of a run this command ran itself: 130 (as for SIGINT)
+/// when Ctrl-C stopped it, with the way to go on.
+fn exit_unless_interrupted(
+    result: &RunResult,
+    ctrl_c: &tokio::sync::watch::Receiver<bool>,
+) -> ExitCode {
+    if *ctrl_c.borrow() && result.status == RunStatus::Failed {
+        eprintln!(
+            "run {} stopped and recorded as FAILED; `herald runs resume {}` continues it",
+            result.run_id, result.run_id
+        );
+        return ExitCode::from(130);
+    }
+    exit_for(result)
 }
 
 fn exit_for(result: &RunResult) -> ExitCode {
@@ -1061,11 +1102,12 @@ async fn runs(setup: Setup, cmd: RunsCommand) -> Result<ExitCode> {
             let handlers = setup.handlers()?;
             let set = setup.definitions(&handlers)?;
             let definition = find_definition(&set, &run.definition)?;
-            let engine = Engine::new(Some(store.clone()));
+            let ctrl_c = stop_on_ctrl_c()?;
+            let engine = Engine::new(Some(store.clone())).with_interrupt(ctrl_c.clone());
             let result = engine.resume(&definition, &run_id).await?;
             store.flush_async().await?;
             print_result(&result, json)?;
-            Ok(exit_for(&result))
+            Ok(exit_unless_interrupted(&result, &ctrl_c))
         }
     }
 }

@@ -792,6 +792,74 @@ fn the_cli_without_the_daemons_token_is_told_where_to_put_it() {
     assert_eq!(send_signal_and_wait(&mut serve, "INT"), Some(0));
 }
 
+/// Ctrl-C on a `herald run` that runs the definition itself (no daemon)
+/// stops the run: recorded FAILED with an `interrupted` error, so that the
+/// next `herald serve` does not continue it (it continues what a crash
+/// cut short), and resumable by hand. Exit 130, as for SIGINT.
+#[test]
+fn ctrl_c_stops_a_local_run_and_records_it_failed() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = tempfile::tempdir().unwrap();
+    let script = plugins.path().join("mark.sh");
+    std::fs::write(&script, "#!/bin/sh\n: > \"$1\"\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let started = plugins.path().join("started");
+    let ws = Workspace::empty(&format!(
+        "[host]\nplugin_dirs = [\"{}\"]\n",
+        plugins.path().display()
+    ));
+    let check = serde_json::json!({"name": "plugin", "label": "slow", "timeout": "50s",
+        "command": [script.to_str().unwrap(), started.to_str().unwrap()]});
+    let definition = serde_json::json!({"version": "1", "nodes": [
+        {"id": "look", "type": "check", "config": {"checks": [check]}, "timeout": "55s"}]});
+    ws.write_definition("slow", &definition.to_string());
+
+    let mut run = ws
+        .command(&["run", "slow", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the plugin never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(send_signal_and_wait(&mut run, "INT"), Some(130));
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    run.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    run.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(result["status"], "FAILED", "{result:#}");
+    let id = result["run_id"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!("herald runs resume {id}")),
+        "says how to go on: {stderr}"
+    );
+
+    let shown = ws.json(&["runs", "show", id, "--json"]);
+    assert_eq!(shown["status"], "FAILED", "{shown:#}");
+    assert!(!shown["completed_at"].is_null(), "{shown:#}");
+    assert_eq!(
+        shown["last_error"]["error_type"], "interrupted",
+        "{shown:#}"
+    );
+    assert_eq!(shown["stages"][0]["status"], "FAILED", "{shown:#}");
+    assert_eq!(
+        shown["stages"][0]["error"]["kind"], "interrupted",
+        "{shown:#}"
+    );
+}
+
 /// A `herald serve` child that a failing test does not leave running: it
 /// is killed when dropped, unless it has already exited.
 struct Serving(Child);

@@ -8,8 +8,8 @@ use herald::config::Config;
 use herald::definition::{Definition, parse_definition};
 use herald::engine::{Engine, EngineError, RunRequest};
 use herald::nodes::{
-    BoxFuture, ConfigIssue, HandlerRegistry, NodeContext, NodeError, NodeExecutor, NodeHandler,
-    Services,
+    BoxFuture, ConfigIssue, HandlerRegistry, NodeContext, NodeError, NodeErrorKind, NodeExecutor,
+    NodeHandler, Services,
 };
 use herald::payload::Payload;
 use herald::store::{RunStatus, StageStatus, Store, StoreOptions};
@@ -36,13 +36,15 @@ impl Log {
 }
 
 /// `probe` config: `fail_times` (fail the first N calls), `retryable`,
-/// `sleep_ms`, `output` (returned as `value`), `panic` (a bug in a node).
+/// `retry_after_s` (the wait a failure asks for), `sleep_ms`, `output`
+/// (returned as `value`), `panic` (a bug in a node).
 struct ProbeHandler(Arc<Log>);
 
 struct Probe {
     log: Arc<Log>,
     fail_times: u32,
     retryable: bool,
+    retry_after: Option<Duration>,
     sleep: Duration,
     output: Value,
     panic: bool,
@@ -57,6 +59,7 @@ impl NodeHandler for ProbeHandler {
             log: self.0.clone(),
             fail_times: config["fail_times"].as_u64().unwrap_or(0) as u32,
             retryable: config["retryable"].as_bool().unwrap_or(true),
+            retry_after: config["retry_after_s"].as_u64().map(Duration::from_secs),
             sleep: Duration::from_millis(config["sleep_ms"].as_u64().unwrap_or(0)),
             output: config.get("output").cloned().unwrap_or(Value::Null),
             panic: config["panic"].as_bool().unwrap_or(false),
@@ -79,7 +82,7 @@ impl NodeExecutor for Probe {
             if call <= self.fail_times {
                 let message = format!("probe failure {call}");
                 return Err(if self.retryable {
-                    NodeError::unavailable(message)
+                    NodeError::unavailable(message).with_retry_after(self.retry_after)
                 } else {
                     NodeError::invalid_input(message)
                 });
@@ -155,6 +158,89 @@ async fn a_panicking_node_fails_its_run_and_nothing_else() {
     // The engine goes on running other runs.
     let fine = w.definition(json!({"nodes": [{"id": "only", "type": "probe"}]}));
     assert_eq!(run(&fine).await.status, RunStatus::Completed);
+}
+
+/// Waits until the probe `id` has been called `n` times.
+async fn called(w: &World, id: &str, n: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while w.log.calls(id) < n {
+        assert!(std::time::Instant::now() < deadline, "{id} was not called");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Ctrl-C on a `herald run` that runs the definition itself: the node
+/// running fails as `interrupted` (not retried, and ending the run though
+/// it is optional), the run ends FAILED, recorded, and nothing after it
+/// runs.
+#[tokio::test]
+async fn an_interrupt_stops_the_run_and_records_it_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let w = world();
+    let def = w.definition(json!({"nodes": [
+        {"id": "first", "type": "probe", "next": "slow"},
+        {"id": "slow", "type": "probe", "config": {"sleep_ms": 60000}, "timeout": "120s",
+         "retries": 2, "required": false, "next": "after"},
+        {"id": "after", "type": "probe"}]}));
+    let (stop, interrupt) = tokio::sync::watch::channel(false);
+    let engine = Engine::new(Some(store.clone())).with_interrupt(interrupt);
+    let running = tokio::spawn(async move { engine.run(&def, RunRequest::default()).await });
+    called(&w, "slow", 1).await;
+    stop.send(true).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the run did not stop")
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(result.status, RunStatus::Failed, "{result:?}");
+    assert_eq!(w.log.calls("slow"), 1, "an interrupted node is not retried");
+    assert_eq!(w.log.calls("after"), 0);
+    let run = store.get_run(&result.run_id).unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(
+        run.completed_at.is_some(),
+        "finished, so no start continues it"
+    );
+    let error = run.last_error.unwrap();
+    assert_eq!(
+        (error.node_id.as_str(), error.error_type.as_str()),
+        ("slow", "interrupted")
+    );
+    let stages = store.stages(&result.run_id).unwrap();
+    let last = stages.last().unwrap();
+    assert_eq!(
+        (last.node_id.as_str(), last.status),
+        ("slow", StageStatus::Failed)
+    );
+    assert_eq!(
+        last.error.as_ref().unwrap().kind,
+        NodeErrorKind::Interrupted
+    );
+}
+
+/// An interrupt during the wait before a retry ends the run then, not
+/// after the wait (the minute the failure asked for here).
+#[tokio::test]
+async fn an_interrupt_cuts_the_wait_before_a_retry_short() {
+    let w = world();
+    let def = w.definition(json!({"nodes": [
+        {"id": "down", "type": "probe", "config": {"fail_times": 100, "retry_after_s": 60},
+         "retries": 3}]}));
+    let (stop, interrupt) = tokio::sync::watch::channel(false);
+    let engine = Engine::new(None).with_interrupt(interrupt);
+    let running = tokio::spawn(async move { engine.run(&def, RunRequest::default()).await });
+    called(&w, "down", 1).await;
+    stop.send(true).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the run waited out its backoff")
+        .unwrap()
+        .unwrap();
+    assert_eq!(result.status, RunStatus::Failed);
+    assert!(result.error.unwrap().contains("interrupted"));
+    assert_eq!(w.log.calls("down"), 1, "no attempt after the interrupt");
 }
 
 #[tokio::test]

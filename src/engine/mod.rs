@@ -21,7 +21,7 @@ pub use result::{NodeResult, RunResult};
 use crate::definition::condition::NodeFacts;
 use crate::definition::{Definition, Node};
 use crate::metrics::Metrics;
-use crate::nodes::{EarlierNode, NodeContext, NodeError};
+use crate::nodes::{EarlierNode, NodeContext, NodeError, NodeErrorKind};
 use crate::payload::Payload;
 use crate::store::{
     PipelineRun, RunError, RunStatus, StageExecution, StageStatus, Store, StoreError,
@@ -60,6 +60,9 @@ pub enum EngineError {
     NoStore,
 }
 
+/// The error of a node stopped by [`Engine::with_interrupt`].
+const INTERRUPTED: &str = "interrupted (Ctrl-C) while the node ran";
+
 /// Runs definitions; records them when it has a store, counts them when it
 /// has metrics.
 #[derive(Clone, Default)]
@@ -68,6 +71,8 @@ pub struct Engine {
     metrics: Option<Arc<Metrics>>,
     /// The runs this process is running now (shared by every clone).
     running: Arc<Mutex<HashSet<String>>>,
+    /// Turns true when the runs must stop now ([`with_interrupt`](Self::with_interrupt)).
+    interrupt: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Marks a run as running in this process until dropped (also when the
@@ -112,6 +117,7 @@ impl Engine {
             store,
             metrics: None,
             running: Arc::default(),
+            interrupt: None,
         }
     }
 
@@ -155,6 +161,27 @@ impl Engine {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Stops runs when `interrupt` turns true: the node running fails with
+    /// an error of kind `interrupted` (not retried), and the run ends
+    /// FAILED, recorded as such and resumable like any failed run. For a
+    /// `herald run` that runs the definition itself, on Ctrl-C: the
+    /// operator meant to stop it, so it must not be left unfinished, to be
+    /// continued by the next `herald serve`.
+    pub fn with_interrupt(mut self, interrupt: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.interrupt = Some(interrupt);
+        self
+    }
+
+    /// Completes once the runs must stop; never without an interrupt.
+    async fn interrupted(&self) {
+        if let Some(mut interrupt) = self.interrupt.clone()
+            && interrupt.wait_for(|stop| *stop).await.is_ok()
+        {
+            return;
+        }
+        std::future::pending::<()>().await
     }
 
     pub fn store(&self) -> Option<&Store> {
@@ -359,8 +386,11 @@ impl Engine {
             let result = self.execute_node(definition, node, &mut state).await?;
             let failed = result.failed();
             let error = result.error.clone();
+            let interrupted = error
+                .as_ref()
+                .is_some_and(|e| e.kind == NodeErrorKind::Interrupted);
             state.absorb(node, result);
-            if failed && node.required {
+            if failed && (node.required || interrupted) {
                 let e = error.unwrap_or_else(|| NodeError::unavailable("failed"));
                 failure = Some(format!(
                     "node `{}` ({}) failed: {}",
@@ -460,17 +490,21 @@ impl Engine {
                 // retried) instead of the task that runs the run: a queue
                 // worker would be gone for good.
                 let execution = AssertUnwindSafe(node.executor.execute_shared(&ctx)).catch_unwind();
-                match tokio::time::timeout(node.timeout, execution).await {
-                    Ok(Ok(outcome)) => outcome,
-                    Ok(Err(panic)) => {
-                        let message = panic_message(panic.as_ref());
-                        tracing::error!(run_id = %state.record.run_id, node = %node.id, %message, "a node panicked; its stage failed");
-                        Err(NodeError::internal(format!("the node panicked: {message}")))
-                    }
-                    Err(_) => Err(NodeError::timeout(format!(
-                        "did not finish within {}",
-                        crate::definition::duration::format_duration(node.timeout)
-                    ))),
+                tokio::select! {
+                    biased;
+                    _ = self.interrupted() => Err(NodeError::interrupted(INTERRUPTED)),
+                    timed = tokio::time::timeout(node.timeout, execution) => match timed {
+                        Ok(Ok(outcome)) => outcome,
+                        Ok(Err(panic)) => {
+                            let message = panic_message(panic.as_ref());
+                            tracing::error!(run_id = %state.record.run_id, node = %node.id, %message, "a node panicked; its stage failed");
+                            Err(NodeError::internal(format!("the node panicked: {message}")))
+                        }
+                        Err(_) => Err(NodeError::timeout(format!(
+                            "did not finish within {}",
+                            crate::definition::duration::format_duration(node.timeout)
+                        ))),
+                    },
                 }
             };
             let attempt_elapsed = attempt_started.elapsed();
@@ -543,7 +577,11 @@ impl Engine {
                         attempt,
                         e.retry_after,
                     );
-                    tokio::time::sleep(wait).await;
+                    // Interrupted while waiting: the next attempt fails at once.
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.interrupted() => {}
+                    }
                     attempt += 1;
                 }
             }

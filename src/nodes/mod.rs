@@ -110,6 +110,9 @@ pub enum NodeErrorKind {
     Rejected,
     /// A bug in herald (the node panicked); retrying would meet it again.
     Internal,
+    /// The run was stopped from outside while the node ran (Ctrl-C on a
+    /// `herald run` that runs it itself); it ends the run, optional node or not.
+    Interrupted,
 }
 
 impl NodeError {
@@ -144,6 +147,13 @@ impl NodeError {
     pub fn internal(message: impl Into<String>) -> Self {
         NodeError {
             kind: NodeErrorKind::Internal,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        NodeError {
+            kind: NodeErrorKind::Interrupted,
             message: message.into(),
             retry_after: None,
         }
