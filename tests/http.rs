@@ -1665,6 +1665,51 @@ async fn a_sync_run_cut_short_by_a_crash_continues_at_the_next_start() {
     }
 }
 
+/// A run going on each time herald dies may be what kills it (the OOM
+/// killer, a crash in a library): under systemd's restarts it would keep
+/// herald down for good. After three starts that find it interrupted, it is
+/// not started again: FAILED (`abandoned`), and resumable by hand.
+#[tokio::test]
+async fn a_run_interrupted_at_three_starts_in_a_row_is_abandoned() {
+    let (_receiver, ws) = slow_target(Duration::from_secs(60), "[queue]\nworkers = 1\n").await;
+    let mut d = ws.start();
+    let id = queued_run(&d, "slow").await;
+    for start in 1..=3 {
+        run_until(&d, &id, "the notify never started", |run| {
+            let sends = run["stages"].as_array().map_or(0, |stages| stages.len());
+            sends == start && run["stages"][start - 1]["status"] == "RUNNING"
+        })
+        .await;
+        // Past sled's periodic flush (500 ms), then killed mid-notify.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        d.kill9();
+        d = ws.start();
+    }
+    let run = finished(&d, &id).await;
+    assert_eq!(run["status"], "FAILED", "{run:#}");
+    assert_eq!(run["last_error"]["error_type"], "abandoned", "{run:#}");
+    assert_eq!(run["last_error"]["node_id"], "n", "{run:#}");
+    let message = run["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("3 times") && message.contains(&format!("herald runs resume {id}")),
+        "{message}"
+    );
+    assert_eq!(
+        run["stages"].as_array().unwrap().len(),
+        3,
+        "not started again"
+    );
+    assert_eq!(get(&d, "/readyz").await.body["queue_depth"], 0);
+    // Resumable by hand, once the cause is known.
+    let resumed = post(
+        &d,
+        &format!("/orchestration/pipeline/{id}/resume/?mode=async"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(resumed.status, StatusCode::ACCEPTED, "{:#}", resumed.body);
+}
+
 /// A FAILED run already queued for a resume is not queued again: the
 /// second resume is a 409 that says so, and the run is resumed once.
 #[tokio::test]

@@ -122,3 +122,52 @@ async fn jobs_left_in_the_store_run_at_the_next_open() {
         wait_finished(&store, id).await;
     }
 }
+
+/// A start counts a run as interrupted only when the process before it
+/// had started (or continued) it: one that waited in the queue across
+/// restarts is not counted again, one found interrupted at three starts
+/// in a row is given up (`abandoned`, FAILED, its job gone).
+#[tokio::test]
+async fn only_runs_going_when_herald_stopped_count_towards_abandoning() {
+    let dir = tempfile::tempdir().unwrap();
+    let handlers = HandlerRegistry::builtin(Arc::new(Services::new(Arc::new(Config::default()))));
+    let (_shared, def) = definitions(&handlers);
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let start = |store: &Store| {
+        let queue = Queue::open(store.clone(), 10, Arc::new(Metrics::new())).unwrap();
+        queue.depth()
+    };
+    let mut record = Engine::new_record(&def, RunRequest::default());
+    let id = record.run_id.clone();
+    Queue::open(store.clone(), 10, Arc::new(Metrics::new()))
+        .unwrap()
+        .enqueue(std::slice::from_ref(&record))
+        .await
+        .unwrap();
+    // A worker started it; herald stopped.
+    let mut continued = || {
+        record.started_at =
+            Some(record.started_at.unwrap_or(record.created_at) + chrono::Duration::seconds(1));
+        store.put_run(&record).unwrap();
+    };
+    continued();
+    let starts = |store: &Store| store.jobs_get(&id).unwrap().map(|j| j.interrupted_starts);
+
+    assert_eq!(start(&store), 1);
+    assert_eq!(starts(&store), Some(1));
+    // Two more starts with no worker getting to it: not counted again.
+    assert_eq!(start(&store), 1);
+    assert_eq!(start(&store), 1);
+    assert_eq!(starts(&store), Some(1));
+    // Continued and interrupted again, twice.
+    continued();
+    assert_eq!(start(&store), 1);
+    assert_eq!(starts(&store), Some(2));
+    continued();
+    assert_eq!(start(&store), 0, "given up at the third");
+    assert_eq!(starts(&store), None, "its job is gone");
+    let run = store.get_run(&id).unwrap().unwrap();
+    assert_eq!(run.status, herald::store::RunStatus::Failed);
+    assert!(run.completed_at.is_some());
+    assert_eq!(run.last_error.unwrap().error_type, "abandoned");
+}

@@ -6,7 +6,9 @@
 //! all). Workers take jobs in order and run them through the engine. At
 //! startup every job still in the store is queued again, and so is every
 //! unfinished run without one (a sync run a crash cut short); an
-//! interrupted run continues from its first stage that did not succeed.
+//! interrupted run continues from its first stage that did not succeed,
+//! unless it was going at each of the last [`MAX_INTERRUPTED_STARTS`]
+//! deaths of herald: then it may be the cause, and it is given up.
 
 use super::Engine;
 use crate::definition::SharedDefinitions;
@@ -28,6 +30,14 @@ pub enum QueueError {
     #[error("could not make the job durable: {0}")]
     Flush(String),
 }
+
+/// After this many starts of herald that found a run interrupted (begun,
+/// not finished), the queue stops taking it: a run going on each time
+/// herald dies (killed by the OOM killer, a crash in a library) may be
+/// what kills it, and under systemd's restarts it would keep herald down
+/// for good, every alert queued behind it waiting. The run is recorded
+/// FAILED (`abandoned`), resumable by hand once the cause is known.
+pub const MAX_INTERRUPTED_STARTS: u32 = 3;
 
 /// Accepts jobs durably and hands them to workers.
 pub struct Queue {
@@ -65,10 +75,23 @@ impl Queue {
             );
         }
         let mut recovered = 0;
-        for job in store.jobs()? {
-            if store.get_run(&job.run_id)?.is_none() {
+        for mut job in store.jobs()? {
+            let Some(record) = store.get_record(&job.run_id)? else {
                 store.remove_job(&job.run_id)?; // accepted by nobody: its run was never written
                 continue;
+            };
+            // Started (or continued) by the last process, and not finished.
+            if let Some(started) = record.started_at
+                && !record.is_finished()
+                && job.counted_start != Some(started)
+            {
+                job.interrupted_starts += 1;
+                job.counted_start = Some(started);
+                if job.interrupted_starts >= MAX_INTERRUPTED_STARTS {
+                    abandon(&store, record, job.interrupted_starts)?;
+                    continue;
+                }
+                store.put_job(&job)?;
             }
             queue.depth.fetch_add(1, Ordering::Relaxed);
             let _ = queue.ready_tx.try_send(job.run_id);
@@ -152,6 +175,8 @@ impl Queue {
                     run_id: run.run_id.clone(),
                     kind,
                     enqueued_at: Utc::now(),
+                    interrupted_starts: 0,
+                    counted_start: None,
                 })?;
                 if kind == JobKind::Run {
                     self.store.put_run(run)?;
@@ -225,7 +250,7 @@ impl Queue {
         let Some(job) = self.store.jobs_get(run_id)? else {
             return Ok(()); // already done
         };
-        let Some(mut record) = self.store.get_run(run_id)? else {
+        let Some(record) = self.store.get_run(run_id)? else {
             // Cannot happen short of a damaged store (retention never takes
             // a queued run); said, since it is an accepted job not run.
             tracing::warn!(
@@ -253,15 +278,14 @@ impl Queue {
                 "run failed: its definition is no longer loaded (removed while the job was \
                  queued); put it back, then resume the run"
             );
-            record.status = RunStatus::Failed;
-            record.completed_at = Some(Utc::now());
-            record.last_error = Some(RunError {
-                error_type: "definition_missing".into(),
-                message: format!("definition `{}` is no longer loaded", record.definition),
-                retryable: false,
-                node_id: String::new(),
-            });
-            self.store.put_run(&record)?;
+            let message = format!("definition `{}` is no longer loaded", record.definition);
+            fail_run(
+                &self.store,
+                record,
+                "definition_missing",
+                String::new(),
+                message,
+            )?;
             return Ok(());
         };
         engine
@@ -273,6 +297,50 @@ impl Queue {
             })?;
         Ok(())
     }
+}
+
+/// Records `record` FAILED with an error of `error_type` (at `node_id`,
+/// if it concerns a node), finished now.
+fn fail_run(
+    store: &Store,
+    mut record: PipelineRun,
+    error_type: &str,
+    node_id: String,
+    message: String,
+) -> Result<(), StoreError> {
+    record.status = RunStatus::Failed;
+    record.completed_at = Some(Utc::now());
+    record.last_error = Some(RunError {
+        error_type: error_type.into(),
+        message,
+        retryable: false,
+        node_id,
+    });
+    store.put_run(&record)
+}
+
+/// Gives up on a run found interrupted by `starts` starts in a row: FAILED,
+/// its job removed, said at error.
+fn abandon(store: &Store, record: PipelineRun, starts: u32) -> Result<(), StoreError> {
+    let run_id = record.run_id.clone();
+    let node = record.current_node.clone().unwrap_or_default();
+    tracing::error!(
+        run_id,
+        definition = %record.definition,
+        node,
+        starts,
+        "queue: run abandoned: herald stopped while it was going {starts} times in a row \
+         (a crash, a kill, a power loss, or a stop past shutdown_grace); it may be what \
+         stops herald, so it is not started again by itself. `herald runs resume {run_id}` \
+         continues it once the cause is known"
+    );
+    let message = format!(
+        "abandoned: herald stopped while this run was going {starts} times in a row (during \
+         node `{node}` the last time); not started again by itself, in case it is what stops \
+         herald. `herald runs resume {run_id}` continues it"
+    );
+    fail_run(store, record, "abandoned", node, message)?;
+    store.remove_job(&run_id)
 }
 
 /// The running workers.

@@ -402,8 +402,8 @@ impl Store {
         Ok(Some(run))
     }
 
-    /// A run without its payload.
-    fn get_record(&self, run_id: &str) -> Result<Option<PipelineRun>, StoreError> {
+    /// A run without its payload (nor its intake).
+    pub fn get_record(&self, run_id: &str) -> Result<Option<PipelineRun>, StoreError> {
         match self.trees().runs.get(run_id.as_bytes())? {
             Some(bytes) => Ok(Some(decode(run_id, &bytes)?)),
             None => Ok(None),
@@ -571,6 +571,8 @@ impl Store {
                 run_id: run_id.clone(),
                 kind: JobKind::Run,
                 enqueued_at: Utc::now(),
+                interrupted_starts: 0,
+                counted_start: None,
             })?;
         }
         Ok(unfinished)
