@@ -160,13 +160,32 @@ async fn a_panicking_node_fails_its_run_and_nothing_else() {
     assert_eq!(run(&fine).await.status, RunStatus::Completed);
 }
 
-/// Waits until the probe `id` has been called `n` times.
-async fn called(w: &World, id: &str, n: u32) {
+/// Runs `def` on `engine` with an interrupt, sends it once the probe
+/// `node` has been called, and answers the run's result, which must come
+/// within 30 s (the nodes and waits it cuts short are longer).
+async fn interrupted_in(
+    w: &World,
+    def: Definition,
+    engine: Engine,
+    node: &str,
+) -> herald::engine::RunResult {
+    let (stop, interrupt) = tokio::sync::watch::channel(false);
+    let engine = engine.with_interrupt(interrupt);
+    let running = tokio::spawn(async move { engine.run(&def, RunRequest::default()).await });
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while w.log.calls(id) < n {
-        assert!(std::time::Instant::now() < deadline, "{id} was not called");
+    while w.log.calls(node) < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{node} was not called"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the interrupt did not stop the run")
+        .unwrap()
+        .unwrap()
 }
 
 /// Ctrl-C on a `herald run` that runs the definition itself: the node
@@ -183,16 +202,7 @@ async fn an_interrupt_stops_the_run_and_records_it_failed() {
         {"id": "slow", "type": "probe", "config": {"sleep_ms": 60000}, "timeout": "120s",
          "retries": 2, "required": false, "next": "after"},
         {"id": "after", "type": "probe"}]}));
-    let (stop, interrupt) = tokio::sync::watch::channel(false);
-    let engine = Engine::new(Some(store.clone())).with_interrupt(interrupt);
-    let running = tokio::spawn(async move { engine.run(&def, RunRequest::default()).await });
-    called(&w, "slow", 1).await;
-    stop.send(true).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(30), running)
-        .await
-        .expect("the run did not stop")
-        .unwrap()
-        .unwrap();
+    let result = interrupted_in(&w, def, Engine::new(Some(store.clone())), "slow").await;
 
     assert_eq!(result.status, RunStatus::Failed, "{result:?}");
     assert_eq!(w.log.calls("slow"), 1, "an interrupted node is not retried");
@@ -228,16 +238,7 @@ async fn an_interrupt_cuts_the_wait_before_a_retry_short() {
     let def = w.definition(json!({"nodes": [
         {"id": "down", "type": "probe", "config": {"fail_times": 100, "retry_after_s": 60},
          "retries": 3}]}));
-    let (stop, interrupt) = tokio::sync::watch::channel(false);
-    let engine = Engine::new(None).with_interrupt(interrupt);
-    let running = tokio::spawn(async move { engine.run(&def, RunRequest::default()).await });
-    called(&w, "down", 1).await;
-    stop.send(true).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(30), running)
-        .await
-        .expect("the run waited out its backoff")
-        .unwrap()
-        .unwrap();
+    let result = interrupted_in(&w, def, Engine::new(None), "down").await;
     assert_eq!(result.status, RunStatus::Failed);
     assert!(result.error.unwrap().contains("interrupted"));
     assert_eq!(w.log.calls("down"), 1, "no attempt after the interrupt");

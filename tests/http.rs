@@ -64,6 +64,17 @@ async fn queued_run(d: &Daemon, definition: &str) -> String {
     accepted.body["run_id"].as_str().unwrap().to_string()
 }
 
+/// Queues a resume of `run_id` (`?mode=async`), which must be accepted.
+async fn queued_resume(d: &Daemon, run_id: &str) {
+    let queued = post(
+        d,
+        &format!("/orchestration/pipeline/{run_id}/resume/?mode=async"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{:#}", queued.body);
+}
+
 /// Executes `definition` now (sync), which must fail; the run's id.
 async fn failed_run(d: &Daemon, definition: &str) -> String {
     let failed = post(
@@ -1419,13 +1430,7 @@ async fn resume_repeats_nothing_that_succeeded() {
     )
     .await;
     let id = failed.body["run_id"].as_str().unwrap();
-    let queued = post(
-        &d,
-        &format!("/orchestration/pipeline/{id}/resume/?mode=async"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(queued.status, StatusCode::ACCEPTED);
+    queued_resume(&d, id).await;
     let run = run_until(&d, id, "the async resume did not finish", |run| {
         run["status"] == "NOTIFIED"
     })
@@ -1701,13 +1706,7 @@ async fn a_run_interrupted_at_three_starts_in_a_row_is_abandoned() {
     );
     assert_eq!(get(&d, "/readyz").await.body["queue_depth"], 0);
     // Resumable by hand, once the cause is known.
-    let resumed = post(
-        &d,
-        &format!("/orchestration/pipeline/{id}/resume/?mode=async"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(resumed.status, StatusCode::ACCEPTED, "{:#}", resumed.body);
+    queued_resume(&d, &id).await;
 }
 
 /// A FAILED run already queued for a resume is not queued again: the
@@ -1730,9 +1729,8 @@ async fn a_failed_run_queued_for_resume_is_not_resumed_twice() {
     let id = failed_run(&d, "fast").await;
     // The one worker is busy with a slow job; the resume waits behind it.
     queued_run(&d, "slow").await;
+    queued_resume(&d, &id).await;
     let resume = format!("/orchestration/pipeline/{id}/resume/?mode=async");
-    let first = post(&d, &resume, json!({})).await;
-    assert_eq!(first.status, StatusCode::ACCEPTED, "{:#}", first.body);
     refused_resume(&d, &resume, "queued").await;
     // Done when the queue is empty (the FAILED run already has a
     // completed_at, so waiting for one says nothing).
@@ -1758,13 +1756,7 @@ async fn a_resume_cut_short_by_a_crash_finishes_after_the_restart() {
     let mut d = ws.start();
     receiver.respond_with(&[500]);
     let id = failed_run(&d, "slow").await;
-    let queued = post(
-        &d,
-        &format!("/orchestration/pipeline/{id}/resume/?mode=async"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(queued.status, StatusCode::ACCEPTED, "{:#}", queued.body);
+    queued_resume(&d, &id).await;
     // Killed while the resumed notify waits on the receiver.
     run_until(&d, &id, "the resume never ran", |run| {
         has_stage(run, |s| s["attempt"] == 2 && s["status"] == "RUNNING")
