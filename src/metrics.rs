@@ -168,6 +168,20 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// A run recorded FAILED without running (the queue gave up on it, or
+    /// its definition was gone): counted with the failed runs, no duration.
+    pub fn run_failed_unrun(&self, definition: &str) {
+        self.runs
+            .get_or_create(&vec![
+                ("definition", definition.to_string()),
+                (
+                    "status",
+                    crate::store::RunStatus::Failed.as_str().to_string(),
+                ),
+            ])
+            .inc();
+    }
+
     pub fn stage_attempt(&self, definition: &str, node: &str, status: &str, seconds: f64) {
         self.stages
             .get_or_create(&vec![

@@ -1705,6 +1705,13 @@ async fn a_run_interrupted_at_three_starts_in_a_row_is_abandoned() {
         "not started again"
     );
     assert_eq!(get(&d, "/readyz").await.body["queue_depth"], 0);
+    // Counted with the failed runs, for an alert on them.
+    let metrics = get(&d, "/metrics").await.body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains(r#"herald_runs_total{definition="slow",status="FAILED"} 1"#),
+        "{metrics}"
+    );
     // Resumable by hand, once the cause is known.
     queued_resume(&d, &id).await;
 }

@@ -88,7 +88,7 @@ impl Queue {
                 job.interrupted_starts += 1;
                 job.counted_start = Some(started);
                 if job.interrupted_starts >= MAX_INTERRUPTED_STARTS {
-                    abandon(&store, record, job.interrupted_starts)?;
+                    abandon(&store, &queue.metrics, record, job.interrupted_starts)?;
                     continue;
                 }
                 store.put_job(&job)?;
@@ -281,6 +281,7 @@ impl Queue {
             let message = format!("definition `{}` is no longer loaded", record.definition);
             fail_run(
                 &self.store,
+                &self.metrics,
                 record,
                 "definition_missing",
                 String::new(),
@@ -300,9 +301,11 @@ impl Queue {
 }
 
 /// Records `record` FAILED with an error of `error_type` (at `node_id`,
-/// if it concerns a node), finished now.
+/// if it concerns a node), finished now, and counts it with the runs that
+/// failed (no duration: it did not run).
 fn fail_run(
     store: &Store,
+    metrics: &Metrics,
     mut record: PipelineRun,
     error_type: &str,
     node_id: String,
@@ -316,12 +319,19 @@ fn fail_run(
         retryable: false,
         node_id,
     });
-    store.put_run(&record)
+    store.put_run(&record)?;
+    metrics.run_failed_unrun(&record.definition);
+    Ok(())
 }
 
 /// Gives up on a run found interrupted by `starts` starts in a row: FAILED,
 /// its job removed, said at error.
-fn abandon(store: &Store, record: PipelineRun, starts: u32) -> Result<(), StoreError> {
+fn abandon(
+    store: &Store,
+    metrics: &Metrics,
+    record: PipelineRun,
+    starts: u32,
+) -> Result<(), StoreError> {
     let run_id = record.run_id.clone();
     let node = record.current_node.clone().unwrap_or_default();
     tracing::error!(
@@ -339,7 +349,7 @@ fn abandon(store: &Store, record: PipelineRun, starts: u32) -> Result<(), StoreE
          node `{node}` the last time); not started again by itself, in case it is what stops \
          herald. `herald runs resume {run_id}` continues it"
     );
-    fail_run(store, record, "abandoned", node, message)?;
+    fail_run(store, metrics, record, "abandoned", node, message)?;
     store.remove_job(&run_id)
 }
 
