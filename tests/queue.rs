@@ -123,51 +123,45 @@ async fn jobs_left_in_the_store_run_at_the_next_open() {
     }
 }
 
-/// A start counts a run as interrupted only when the process before it
-/// had started (or continued) it: one that waited in the queue across
-/// restarts is not counted again, one found interrupted at three starts
-/// in a row is given up (`abandoned`, FAILED, its job gone).
+/// A start gives up on a job that earlier processes began three times
+/// without finishing (`abandoned`, FAILED, its job gone), and only on
+/// that: a start whose workers never reach a job does not count.
 #[tokio::test]
-async fn only_runs_going_when_herald_stopped_count_towards_abandoning() {
+async fn a_job_begun_three_times_without_finishing_is_given_up() {
     let dir = tempfile::tempdir().unwrap();
     let handlers = HandlerRegistry::builtin(Arc::new(Services::new(Arc::new(Config::default()))));
     let (_shared, def) = definitions(&handlers);
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    let start = |store: &Store| {
-        let queue = Queue::open(store.clone(), 10, Arc::new(Metrics::new())).unwrap();
-        queue.depth()
+    let open = |store: &Store| {
+        Queue::open(store.clone(), 10, Arc::new(Metrics::new()))
+            .unwrap()
+            .depth()
     };
-    let mut record = Engine::new_record(&def, RunRequest::default());
-    let id = record.run_id.clone();
-    Queue::open(store.clone(), 10, Arc::new(Metrics::new()))
-        .unwrap()
-        .enqueue(std::slice::from_ref(&record))
-        .await
-        .unwrap();
-    // A worker started it; herald stopped.
-    let mut continued = || {
-        record.started_at =
-            Some(record.started_at.unwrap_or(record.created_at) + chrono::Duration::seconds(1));
-        store.put_run(&record).unwrap();
+    let queue = Queue::open(store.clone(), 10, Arc::new(Metrics::new())).unwrap();
+    let records: Vec<_> = (0..2)
+        .map(|_| Engine::new_record(&def, RunRequest::default()))
+        .collect();
+    queue.enqueue(&records).await.unwrap();
+    let (twice, thrice) = (&records[0].run_id, &records[1].run_id);
+    let begun = |id: &str, n: u32| {
+        let mut job = store.jobs_get(id).unwrap().unwrap();
+        job.recovered_starts = n;
+        store.put_job(&job).unwrap();
     };
-    continued();
-    let starts = |store: &Store| store.jobs_get(&id).unwrap().map(|j| j.interrupted_starts);
+    begun(twice, 2);
+    begun(thrice, 3);
+    let starts = |id: &str| store.jobs_get(id).unwrap().map(|j| j.recovered_starts);
 
-    assert_eq!(start(&store), 1);
-    assert_eq!(starts(&store), Some(1));
-    // Two more starts with no worker getting to it: not counted again.
-    assert_eq!(start(&store), 1);
-    assert_eq!(start(&store), 1);
-    assert_eq!(starts(&store), Some(1));
-    // Continued and interrupted again, twice.
-    continued();
-    assert_eq!(start(&store), 1);
-    assert_eq!(starts(&store), Some(2));
-    continued();
-    assert_eq!(start(&store), 0, "given up at the third");
-    assert_eq!(starts(&store), None, "its job is gone");
-    let run = store.get_run(&id).unwrap().unwrap();
+    assert_eq!(open(&store), 1, "one job given up, one queued");
+    assert_eq!(starts(thrice), None, "its job is gone");
+    let run = store.get_run(thrice).unwrap().unwrap();
     assert_eq!(run.status, herald::store::RunStatus::Failed);
     assert!(run.completed_at.is_some());
-    assert_eq!(run.last_error.unwrap().error_type, "abandoned");
+    let error = run.last_error.unwrap();
+    assert_eq!(error.error_type, "abandoned");
+    assert!(error.message.contains("3 starts"), "{}", error.message);
+    // Starts with no worker to begin it do not count.
+    assert_eq!(open(&store), 1);
+    assert_eq!(open(&store), 1);
+    assert_eq!(starts(twice), Some(2));
 }

@@ -326,8 +326,7 @@ fn retention_never_takes_a_run_whose_job_is_still_queued() {
             run_id: queued.run_id.clone(),
             kind: JobKind::Run,
             enqueued_at: now - ChronoDuration::hours(2),
-            interrupted_starts: 0,
-            counted_start: None,
+            recovered_starts: 0,
         })
         .unwrap();
 
@@ -369,8 +368,7 @@ fn unfinished_runs_without_a_job_are_given_one() {
             run_id: queued.run_id.clone(),
             kind: JobKind::Resume,
             enqueued_at: queued_at,
-            interrupted_starts: 0,
-            counted_start: None,
+            recovered_starts: 0,
         })
         .unwrap();
 

@@ -7,8 +7,8 @@
 //! startup every job still in the store is queued again, and so is every
 //! unfinished run without one (a sync run a crash cut short); an
 //! interrupted run continues from its first stage that did not succeed,
-//! unless it was going at each of the last [`MAX_INTERRUPTED_STARTS`]
-//! deaths of herald: then it may be the cause, and it is given up.
+//! unless it was begun again by [`MAX_RECOVERED_STARTS`] processes and
+//! herald died each time: then it may be the cause, and it is given up.
 
 use super::Engine;
 use crate::definition::SharedDefinitions;
@@ -31,21 +31,32 @@ pub enum QueueError {
     Flush(String),
 }
 
-/// After this many starts of herald that found a run interrupted (begun,
-/// not finished), the queue stops taking it: a run going on each time
+/// After a job left by an earlier process has been begun this many times
+/// without finishing, the queue gives up on it: a run going on each time
 /// herald dies (killed by the OOM killer, a crash in a library) may be
 /// what kills it, and under systemd's restarts it would keep herald down
 /// for good, every alert queued behind it waiting. The run is recorded
 /// FAILED (`abandoned`), resumable by hand once the cause is known.
-pub const MAX_INTERRUPTED_STARTS: u32 = 3;
+///
+/// Each such beginning is written to the job and flushed before the run
+/// goes on, so that a run that kills herald at once is counted too. Only
+/// jobs left by an earlier process pay for that flush: in a crash loop
+/// the culprit is always one.
+pub const MAX_RECOVERED_STARTS: u32 = 3;
+
+/// A job for the workers: its run, and whether an earlier process left it.
+struct Ready {
+    run_id: String,
+    recovered: bool,
+}
 
 /// Accepts jobs durably and hands them to workers.
 pub struct Queue {
     store: Store,
     capacity: usize,
     depth: AtomicUsize,
-    ready_tx: async_channel::Sender<String>,
-    ready_rx: async_channel::Receiver<String>,
+    ready_tx: async_channel::Sender<Ready>,
+    ready_rx: async_channel::Receiver<Ready>,
     metrics: Arc<Metrics>,
 }
 
@@ -75,26 +86,20 @@ impl Queue {
             );
         }
         let mut recovered = 0;
-        for mut job in store.jobs()? {
+        for job in store.jobs()? {
             let Some(record) = store.get_record(&job.run_id)? else {
                 store.remove_job(&job.run_id)?; // accepted by nobody: its run was never written
                 continue;
             };
-            // Started (or continued) by the last process, and not finished.
-            if let Some(started) = record.started_at
-                && !record.is_finished()
-                && job.counted_start != Some(started)
-            {
-                job.interrupted_starts += 1;
-                job.counted_start = Some(started);
-                if job.interrupted_starts >= MAX_INTERRUPTED_STARTS {
-                    abandon(&store, &queue.metrics, record, job.interrupted_starts)?;
-                    continue;
-                }
-                store.put_job(&job)?;
+            if job.recovered_starts >= MAX_RECOVERED_STARTS && !record.is_finished() {
+                abandon(&store, &queue.metrics, record, job.recovered_starts)?;
+                continue;
             }
             queue.depth.fetch_add(1, Ordering::Relaxed);
-            let _ = queue.ready_tx.try_send(job.run_id);
+            let _ = queue.ready_tx.try_send(Ready {
+                run_id: job.run_id,
+                recovered: true,
+            });
             recovered += 1;
         }
         if recovered > 0 {
@@ -175,8 +180,7 @@ impl Queue {
                     run_id: run.run_id.clone(),
                     kind,
                     enqueued_at: Utc::now(),
-                    interrupted_starts: 0,
-                    counted_start: None,
+                    recovered_starts: 0,
                 })?;
                 if kind == JobKind::Run {
                     self.store.put_run(run)?;
@@ -192,7 +196,10 @@ impl Queue {
         // caller goes away while it waits (a client hanging up drops the
         // request), the written jobs must still run, not sit until restart.
         for run in runs {
-            let _ = self.ready_tx.try_send(run.run_id.clone());
+            let _ = self.ready_tx.try_send(Ready {
+                run_id: run.run_id.clone(),
+                recovered: false,
+            });
         }
         self.publish_depth();
         Ok(())
@@ -228,8 +235,12 @@ impl Queue {
         workers
     }
 
-    async fn process(&self, run_id: &str, engine: &Engine, definitions: &SharedDefinitions) {
-        if let Err(e) = self.process_inner(run_id, engine, definitions).await {
+    async fn process(&self, ready: Ready, engine: &Engine, definitions: &SharedDefinitions) {
+        let run_id = ready.run_id.as_str();
+        if let Err(e) = self
+            .process_inner(run_id, ready.recovered, engine, definitions)
+            .await
+        {
             // The job stays in the store and is tried again at the next start.
             tracing::error!(run_id, error = %e, "queue: job failed to run");
             return;
@@ -244,10 +255,11 @@ impl Queue {
     async fn process_inner(
         &self,
         run_id: &str,
+        recovered: bool,
         engine: &Engine,
         definitions: &SharedDefinitions,
     ) -> Result<(), QueueError> {
-        let Some(job) = self.store.jobs_get(run_id)? else {
+        let Some(mut job) = self.store.jobs_get(run_id)? else {
             return Ok(()); // already done
         };
         let Some(record) = self.store.get_run(run_id)? else {
@@ -289,6 +301,13 @@ impl Queue {
             )?;
             return Ok(());
         };
+        if recovered {
+            // On disk before the run goes on: if it kills herald at once,
+            // the next start still knows it was begun.
+            job.recovered_starts += 1;
+            self.store.put_job(&job)?;
+            self.flush().await?;
+        }
         engine
             .continue_recorded(&definition, record)
             .await
@@ -324,8 +343,8 @@ fn fail_run(
     Ok(())
 }
 
-/// Gives up on a run found interrupted by `starts` starts in a row: FAILED,
-/// its job removed, said at error.
+/// Gives up on a run begun `starts` times by processes that each died
+/// before it finished: FAILED, its job removed, said at error.
 fn abandon(
     store: &Store,
     metrics: &Metrics,
@@ -339,15 +358,20 @@ fn abandon(
         definition = %record.definition,
         node,
         starts,
-        "queue: run abandoned: herald stopped while it was going {starts} times in a row \
-         (a crash, a kill, a power loss, or a stop past shutdown_grace); it may be what \
-         stops herald, so it is not started again by itself. `herald runs resume {run_id}` \
-         continues it once the cause is known"
+        "queue: run abandoned: begun again by {starts} starts of herald in a row, and herald \
+         stopped each time before it finished (a crash, a kill, a power loss, or a stop past \
+         shutdown_grace); it may be what stops herald, so it is not started again by itself. \
+         `herald runs resume {run_id}` continues it once the cause is known"
     );
+    // The node it was in, if that reached the disk before herald died.
+    let during = match node.as_str() {
+        "" => String::new(),
+        node => format!(" (during node `{node}` the last time)"),
+    };
     let message = format!(
-        "abandoned: herald stopped while this run was going {starts} times in a row (during \
-         node `{node}` the last time); not started again by itself, in case it is what stops \
-         herald. `herald runs resume {run_id}` continues it"
+        "abandoned: begun again by {starts} starts of herald in a row, and herald stopped each \
+         time before it finished{during}; not started again by itself, in case it is what \
+         stops herald. `herald runs resume {run_id}` continues it"
     );
     fail_run(store, metrics, record, "abandoned", node, message)?;
     store.remove_job(&run_id)
@@ -390,15 +414,15 @@ impl Workers {
                     if *stop.borrow() || retire.load(Ordering::Acquire) {
                         return;
                     }
-                    let run_id = tokio::select! {
+                    let ready = tokio::select! {
                         biased;
                         _ = stop.changed() => return,
                         next = queue.ready_rx.recv() => match next {
-                            Ok(id) => id,
+                            Ok(ready) => ready,
                             Err(_) => return,
                         },
                     };
-                    queue.process(&run_id, &engine, &definitions).await;
+                    queue.process(ready, &engine, &definitions).await;
                 }
             });
         }

@@ -571,8 +571,7 @@ impl Store {
                 run_id: run_id.clone(),
                 kind: JobKind::Run,
                 enqueued_at: Utc::now(),
-                interrupted_starts: 0,
-                counted_start: None,
+                recovered_starts: 0,
             })?;
         }
         Ok(unfinished)

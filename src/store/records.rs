@@ -196,17 +196,13 @@ pub struct Job {
     pub run_id: String,
     pub kind: JobKind,
     pub enqueued_at: DateTime<Utc>,
-    /// How many starts of herald found the run interrupted: started (or
-    /// continued) by the process before and not finished. A run that is
-    /// going each time herald dies may be what kills it; the queue stops
-    /// taking it after a few ([`crate::engine::queue::MAX_INTERRUPTED_STARTS`]).
+    /// How many times a worker began this job after it was left by an
+    /// earlier herald process (recorded durably before the run goes on).
+    /// A run that is going each time herald dies may be what kills it; the
+    /// queue gives up on it after a few
+    /// ([`crate::engine::queue::MAX_RECOVERED_STARTS`]).
     #[serde(default)]
-    pub interrupted_starts: u32,
-    /// The run's `started_at` when it was last counted: a start that finds
-    /// the same one does not count again (the run waited in the queue and
-    /// was not running when herald stopped).
-    #[serde(default)]
-    pub counted_start: Option<DateTime<Utc>>,
+    pub recovered_starts: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
