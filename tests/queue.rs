@@ -150,9 +150,26 @@ async fn a_job_begun_three_times_without_finishing_is_given_up() {
     };
     begun(twice, 2);
     begun(thrice, 3);
+    // A resume of a FAILED run, begun three times: its record may still
+    // say FAILED (what the resume rewrote never reached the disk).
+    let mut failed = Engine::new_record(&def, RunRequest::default());
+    failed.status = herald::store::RunStatus::Failed;
+    failed.completed_at = Some(chrono::Utc::now());
+    store.put_run(&failed).unwrap();
+    store
+        .put_job(&herald::store::Job {
+            run_id: failed.run_id.clone(),
+            kind: herald::store::JobKind::Resume,
+            enqueued_at: chrono::Utc::now(),
+            recovered_starts: 3,
+        })
+        .unwrap();
     let starts = |id: &str| store.jobs_get(id).unwrap().map(|j| j.recovered_starts);
 
-    assert_eq!(open(&store), 1, "one job given up, one queued");
+    assert_eq!(open(&store), 1, "two jobs given up, one queued");
+    assert_eq!(starts(&failed.run_id), None, "the resume is given up too");
+    let resumed = store.get_run(&failed.run_id).unwrap().unwrap();
+    assert_eq!(resumed.last_error.unwrap().error_type, "abandoned");
     assert_eq!(starts(thrice), None, "its job is gone");
     let run = store.get_run(thrice).unwrap().unwrap();
     assert_eq!(run.status, herald::store::RunStatus::Failed);

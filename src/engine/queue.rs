@@ -106,7 +106,7 @@ impl Queue {
                 store.remove_job(&job.run_id)?; // accepted by nobody: its run was never written
                 continue;
             };
-            if job.recovered_starts >= MAX_RECOVERED_STARTS && !record.is_finished() {
+            if job.recovered_starts >= MAX_RECOVERED_STARTS && runnable(&job, &record) {
                 abandon(&store, &queue.metrics, record, job.recovered_starts)?;
                 continue;
             }
@@ -286,14 +286,7 @@ impl Queue {
             );
             return Ok(());
         };
-        let runnable = match job.kind {
-            JobKind::Run => !record.is_finished(),
-            // A resume that a crash cut short no longer says FAILED: its
-            // record was rewritten as the run went on. It is unfinished,
-            // and continues like any interrupted run.
-            JobKind::Resume => record.status == RunStatus::Failed || !record.is_finished(),
-        };
-        if !runnable {
+        if !runnable(&job, &record) {
             return Ok(()); // finished before a crash removed its job
         }
         let Some(definition) = definitions.load().get(&record.definition) else {
@@ -332,6 +325,18 @@ impl Queue {
                 other => QueueError::Flush(other.to_string()),
             })?;
         Ok(())
+    }
+}
+
+/// Whether `job` still has work to do on `record`, or its run finished
+/// before a crash removed it.
+fn runnable(job: &Job, record: &PipelineRun) -> bool {
+    match job.kind {
+        JobKind::Run => !record.is_finished(),
+        // A resume that a crash cut short no longer says FAILED: its
+        // record was rewritten as the run went on. It is unfinished, and
+        // continues like any interrupted run.
+        JobKind::Resume => record.status == RunStatus::Failed || !record.is_finished(),
     }
 }
 
