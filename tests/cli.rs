@@ -917,10 +917,20 @@ fn serve_compacts_an_outgrown_store_first() {
         "[store]\ncompact_above_mb = 1\n",
     );
     let db_file = ws.dir.path().join("data").join("db").join("db");
+    // A 10 KB payload with each run: the file passes 1 MiB after ~27 runs.
+    // Without one it took 50 here, as many as the cap allowed, and how
+    // many depends on the size of the host's check results.
+    let payload = ws.dir.path().join("pad.json");
+    std::fs::write(
+        &payload,
+        serde_json::json!({"pad": "x".repeat(10_000)}).to_string(),
+    )
+    .unwrap();
+    let payload = payload.to_str().unwrap();
     let mut run_ids = Vec::new();
     while std::fs::metadata(&db_file).map_or(0, |m| m.len()) < 1024 * 1024 {
-        assert!(run_ids.len() < 50, "the store never reached 1 MiB");
-        let run = ws.json(&["run", "health-check", "--json"]);
+        assert!(run_ids.len() < 100, "the store never reached 1 MiB");
+        let run = ws.json(&["run", "health-check", "--payload", payload, "--json"]);
         run_ids.push(run["run_id"].as_str().unwrap().to_string());
     }
     let (mut serve, seen) = ws.serve();
