@@ -407,6 +407,14 @@ fn compact(setup: Setup, json: bool) -> Result<ExitCode> {
     let done = herald::store::compact(dir, &StoreOptions::from(&setup.config.store))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&done)?);
+    } else if let Some(copy_bytes) = done.discarded_copy_bytes {
+        println!(
+            "kept {} as it was ({}, {} records): a fresh copy took {}, no smaller, and was removed",
+            dir.display(),
+            mib(done.before_bytes),
+            done.records,
+            mib(copy_bytes)
+        );
     } else {
         println!(
             "compacted {}: {} -> {} ({} records) in {:.1} s",

@@ -724,6 +724,44 @@ fn compaction_keeps_every_record_and_shrinks_the_file() {
     assert_eq!(page.runs.len(), kept.len(), "the status index came along");
 }
 
+/// A store with no garbage to give back (one run, written once): the
+/// copy is no smaller, so it is thrown away and the original kept as it
+/// was.
+#[test]
+fn a_copy_no_smaller_than_the_original_is_not_swapped_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = store_with_one_run(dir.path());
+    let size_before = herald::store::database_bytes(dir.path());
+    let inode = |dir: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir.join("db").join("db")).unwrap().ino()
+    };
+    let original = inode(dir.path());
+
+    let done = herald::store::compact(dir.path(), &StoreOptions::default()).unwrap();
+    let copy_bytes = done.discarded_copy_bytes.expect("the copy was thrown away");
+    assert!(copy_bytes >= size_before, "{copy_bytes} < {size_before}");
+    assert_eq!(done.before_bytes, size_before);
+    assert_eq!(
+        done.records, 4,
+        "the run, its payload and its two index entries"
+    );
+    assert_eq!(
+        inode(dir.path()),
+        original,
+        "the original's file is in place"
+    );
+    assert_eq!(done.after_bytes, herald::store::database_bytes(dir.path()));
+    assert_eq!(herald::store::last_compaction(dir.path()), Some(done));
+    for leftover in ["db.compacting", "db.compacted", "db.old"] {
+        assert!(
+            !dir.path().join(leftover).exists(),
+            "{leftover} left behind"
+        );
+    }
+    assert!(open(dir.path()).get_run(&id).unwrap().is_some());
+}
+
 #[test]
 fn compaction_refuses_a_store_in_use() {
     let dir = tempfile::tempdir().unwrap();

@@ -27,6 +27,16 @@
 //!
 //! A crash during 1 leaves `db.compacting/`, which is deleted; after 2 or
 //! during 3, the swap is finished; after 3, `db.old/` is deleted.
+//!
+//! A fresh copy is not always smaller: sled writes a leaf several times
+//! while it fills, so a copy takes about 1.7 times its live data, and a
+//! store with little garbage (one just compacted, say) can be smaller
+//! than its copy. Offline, such a copy is thrown away before step 2 and
+//! the original kept as it was ([`Compaction::discarded_copy_bytes`]).
+//! Online compaction always swaps: it runs only on a file that has grown
+//! to twice what the last compaction left ([`due`]), and an open sled
+//! file is rounded up to a whole segment, so the two sizes would not
+//! weigh alike.
 
 use super::changes::{self, Changes};
 use super::{StoreError, StoreOptions};
@@ -52,11 +62,26 @@ pub struct Compaction {
     /// Online: keys written while the copy was made, replayed into it.
     #[serde(default)]
     pub replayed: u64,
+    /// The size of a copy that was not smaller than the original, and so
+    /// was thrown away: the original is kept, untouched. `None`: the copy
+    /// took the original's place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_copy_bytes: Option<u64>,
 }
 
 impl Compaction {
     /// Says what was done, in the log.
     pub fn log(&self) {
+        if let Some(copy_bytes) = self.discarded_copy_bytes {
+            tracing::info!(
+                database_bytes = self.before_bytes,
+                copy_bytes,
+                records = self.records,
+                took_ms = self.took.as_millis() as u64,
+                "store compaction kept the original: a fresh copy was not smaller"
+            );
+            return;
+        }
         tracing::info!(
             before_bytes = self.before_bytes,
             after_bytes = self.after_bytes,
@@ -239,7 +264,12 @@ fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Size of the database file in the data dir (0 when there is none).
 pub fn database_bytes(dir: &Path) -> u64 {
-    std::fs::metadata(dir.join("db").join("db"))
+    file_bytes(&Paths::new(dir).db)
+}
+
+/// Size of the file of the sled database in `db_dir` (0 when there is none).
+fn file_bytes(db_dir: &Path) -> u64 {
+    std::fs::metadata(db_dir.join("db"))
         .map(|m| m.len())
         .unwrap_or(0)
 }
@@ -289,16 +319,13 @@ pub fn compact(dir: &Path, options: &StoreOptions) -> Result<Compaction, StoreEr
     }
     let before_bytes = database_bytes(dir);
     let old = super::open_db(dir, &p.db, options.cache_bytes)?;
-    let records = copy_and_seal(dir, &old, options.cache_bytes)?;
+    let copied = copy_and_seal(dir, &old, before_bytes, options.cache_bytes)?;
     // The old database stays open (so sled's own lock on it stays held)
     // until the copy has taken its place.
-    swap_in(dir)?;
+    if copied.discarded_copy_bytes.is_none() {
+        swap_in(dir)?;
+    }
     drop(old);
-    let copied = Copied {
-        records,
-        replayed: 0,
-        writes_held: None,
-    };
     Ok(finish(dir, started, before_bytes, copied))
 }
 
@@ -418,6 +445,7 @@ fn copy_live(
         records: records.max(0) as u64,
         replayed,
         writes_held: None,
+        discarded_copy_bytes: None,
     };
     Ok((new, copied))
 }
@@ -445,12 +473,34 @@ fn catch_up(
 }
 
 /// Steps 1 and 2: the copy in `db.compacting/`, checked and synced, renamed
-/// `db.compacted/`. How many records it holds. On error nothing is left.
-fn copy_and_seal(dir: &Path, old: &sled::Db, cache_bytes: u64) -> Result<u64, StoreError> {
+/// `db.compacted/`; or, when the copy is no smaller than the original's
+/// `before_bytes`, removed again (`discarded_copy_bytes`). On error nothing
+/// is left.
+fn copy_and_seal(
+    dir: &Path,
+    old: &sled::Db,
+    before_bytes: u64,
+    cache_bytes: u64,
+) -> Result<Copied, StoreError> {
     let p = Paths::new(dir);
+    // The copy is closed (dropped) before its size is read.
     let sealed = open_fresh(&p.compacting, cache_bytes)
         .and_then(|new| copy_trees(old, &new, &p.compacting))
-        .and_then(|records| seal(dir).map(|()| records));
+        .and_then(|records| {
+            let mut copied = Copied {
+                records,
+                replayed: 0,
+                writes_held: None,
+                discarded_copy_bytes: None,
+            };
+            let copy_bytes = file_bytes(&p.compacting);
+            if copy_bytes >= before_bytes {
+                remove_dir(&p.compacting).map_err(|e| step_err(dir, "removing the copy", e))?;
+                copied.discarded_copy_bytes = Some(copy_bytes);
+                return Ok(copied);
+            }
+            seal(dir).map(|()| copied)
+        });
     if sealed.is_err() {
         let _ = std::fs::remove_dir_all(&p.compacting);
         let _ = std::fs::remove_dir_all(&p.compacted);
@@ -482,11 +532,13 @@ fn swap_in(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// What a copy held, and (online) what it replayed and how long writes
-/// waited; `None`: the whole time.
+/// waited (`None`: the whole time); the copy's size when it was thrown
+/// away for being no smaller than the original.
 struct Copied {
     records: u64,
     replayed: u64,
     writes_held: Option<Duration>,
+    discarded_copy_bytes: Option<u64>,
 }
 
 fn millis(d: Duration) -> Duration {
@@ -495,7 +547,9 @@ fn millis(d: Duration) -> Duration {
 
 /// Step 4, and the record of what was done.
 fn finish(dir: &Path, started: Instant, before_bytes: u64, copied: Copied) -> Compaction {
-    if let Err(e) = remove_dir(&Paths::new(dir).old) {
+    if copied.discarded_copy_bytes.is_none()
+        && let Err(e) = remove_dir(&Paths::new(dir).old)
+    {
         // The copy is in place; the next open removes what is left.
         tracing::warn!(error = %e, "compaction: could not remove the old database");
     }
@@ -507,6 +561,7 @@ fn finish(dir: &Path, started: Instant, before_bytes: u64, copied: Copied) -> Co
         took: millis(started.elapsed()),
         writes_held: millis(copied.writes_held.unwrap_or(started.elapsed())),
         replayed: copied.replayed,
+        discarded_copy_bytes: copied.discarded_copy_bytes,
     };
     if let Ok(text) = serde_json::to_vec_pretty(&record) {
         // Only a hint for `due`: losing it costs one needless copy.
