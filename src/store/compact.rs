@@ -34,9 +34,9 @@
 //! than its copy. Offline, such a copy is thrown away before step 2 and
 //! the original kept as it was ([`Compaction::discarded_copy_bytes`]).
 //! Online compaction always swaps: it runs only on a file that has grown
-//! to twice what the last compaction left ([`due`]), and an open sled
-//! file is rounded up to a whole segment, so the two sizes would not
-//! weigh alike.
+//! to twice what the last compaction left ([`due`]), and sled rounds a
+//! file up to a whole segment as it opens it, so the open original and a
+//! fresh copy would not weigh alike.
 
 use super::changes::{self, Changes};
 use super::{StoreError, StoreOptions};
