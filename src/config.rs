@@ -91,7 +91,8 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
-    /// Runs executed at once; 0 means [`WORKERS_PER_CORE`] per CPU core.
+    /// Runs executed at once; 0 means [`WORKERS_PER_CORE`] per CPU core,
+    /// at most [`MAX_DEFAULT_WORKERS`].
     pub workers: usize,
     /// Jobs accepted and not finished; beyond this, 429.
     pub capacity: usize,
@@ -118,12 +119,23 @@ impl Default for QueueConfig {
 /// then the bound. A remote target's latency makes the gap far wider.
 pub const WORKERS_PER_CORE: usize = 8;
 
+/// The most workers the default gives a big host: each can hold a check
+/// plugin's process or a call to an AI provider at once, and 64 at a time
+/// is already more than a provider's rate limit or a host's process table
+/// wants from a monitoring daemon. A set `[queue] workers` is not capped.
+pub const MAX_DEFAULT_WORKERS: usize = 64;
+
+/// The worker count `[queue] workers = 0` means on a host with `cores` cores.
+pub fn default_workers(cores: usize) -> usize {
+    (WORKERS_PER_CORE * cores.max(1)).min(MAX_DEFAULT_WORKERS)
+}
+
 impl QueueConfig {
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
             self.workers
         } else {
-            WORKERS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get())
+            default_workers(std::thread::available_parallelism().map_or(1, |n| n.get()))
         }
     }
 }
@@ -718,6 +730,20 @@ fn join_relative(base: &Path, path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_workers_are_eight_per_core_up_to_64() {
+        assert_eq!(default_workers(0), 8, "an unknown count is one core");
+        assert_eq!(default_workers(1), 8);
+        assert_eq!(default_workers(2), 16);
+        assert_eq!(default_workers(8), 64);
+        assert_eq!(default_workers(96), 64);
+        let set = QueueConfig {
+            workers: 200,
+            ..QueueConfig::default()
+        };
+        assert_eq!(set.worker_count(), 200, "a set count is not capped");
+    }
 
     #[test]
     fn shipped_config_equals_builtin_defaults() {
