@@ -10,7 +10,8 @@
 //!
 //! Environment: `WRITERS` (32, as load.sh's connections), `RUN_SECONDS` (10),
 //! `RECORDS` (11: herald's writes for a new alert and its run; 1: only the
-//! smallest durable trace of an accept, one ~1.5 KB record), `PIPELINE`
+//! smallest durable trace of an accept, one record of `VALUE_BYTES`, 1500
+//! by default), `PIPELINE`
 //! (0; 1: writers go on writing while the flusher flushes what they wrote,
 //! as herald's two intake threads do, and an accept counts once a flush
 //! that began after it has ended).
@@ -116,7 +117,8 @@ fn main() {
         .open()
         .expect("open sled");
     let trees: Vec<(sled::Tree, usize, bool)> = if records == 1 {
-        vec![(db.open_tree("accepts").unwrap(), 1500, false)]
+        let size = env("VALUE_BYTES", 1500) as usize;
+        vec![(db.open_tree("accepts").unwrap(), size, false)]
     } else {
         ACCEPT
             .iter()
