@@ -104,6 +104,17 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// Bytes this process has caused to be written to disk so far
+/// (`write_bytes` of /proc/self/io).
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     let writers = env("WRITERS", 32);
     let seconds = env("RUN_SECONDS", 10);
@@ -148,6 +159,7 @@ fn main() {
         })
     };
     let cpu_before = cpu_seconds();
+    let written_before = written_bytes();
     let started = Instant::now();
     let handles: Vec<_> = (0..writers)
         .map(|_| {
@@ -184,16 +196,18 @@ fn main() {
     };
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
+    let written = written_bytes() - written_before;
     commit.wake.notify_all();
     for h in handles {
         h.join().unwrap();
     }
     flusher.join().unwrap();
     println!(
-        "{records} record(s) per accept, {writers} writers{}, {seconds} s: {:.0} durable accepts/s, {:.0} µs CPU per accept ({:.2} cores busy)",
+        "{records} record(s) per accept, {writers} writers{}, {seconds} s: {:.0} durable accepts/s, {:.0} µs CPU per accept ({:.2} cores busy), {:.1} KB written per accept",
         if pipeline { " (pipelined)" } else { "" },
         n as f64 / elapsed,
         cpu * 1e6 / n.max(1) as f64,
-        cpu / elapsed
+        cpu / elapsed,
+        written as f64 / 1000.0 / n.max(1) as f64
     );
 }
