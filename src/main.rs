@@ -1038,6 +1038,12 @@ async fn definitions(setup: Setup, json: bool) -> Result<ExitCode> {
             next,
             text("description")
         );
+        if let Some(run_id) = d["schedule_held_by"].as_str() {
+            println!(
+                "    schedule held: its last run {run_id} was abandoned (herald died during it at \
+                 every start); change the definition or `herald runs resume {run_id}`"
+            );
+        }
         if text("state") == "invalid" {
             for issue in d["errors"].as_array().into_iter().flatten() {
                 let at = match (issue["line"].as_u64(), issue["column"].as_u64()) {

@@ -31,6 +31,7 @@ pub struct Metrics {
     definitions_loaded: Gauge,
     definitions_invalid: Gauge,
     schedule_skipped: Family<Labels, Counter>,
+    schedules_held: Gauge,
     schedule_lateness: Histogram,
     store_bytes: Gauge,
 }
@@ -121,8 +122,14 @@ impl Metrics {
         let schedule_skipped = Family::<Labels, Counter>::default();
         registry.register(
             "schedule_ticks_skipped",
-            "Scheduled ticks skipped because the previous run was still going",
+            "Scheduled ticks skipped: the previous run was still going, or the schedule is held",
             schedule_skipped.clone(),
+        );
+        let schedules_held = Gauge::default();
+        registry.register(
+            "schedules_held",
+            "Schedules held because their last run was abandoned (herald died during it at every start)",
+            schedules_held.clone(),
         );
         let schedule_lateness = Histogram::new(exponential_buckets(0.001, 2.0, 12));
         registry.register(
@@ -153,6 +160,7 @@ impl Metrics {
             definitions_loaded,
             definitions_invalid,
             schedule_skipped,
+            schedules_held,
         }
     }
 
@@ -248,6 +256,10 @@ impl Metrics {
         self.schedule_skipped
             .get_or_create(&vec![("definition", definition.to_string())])
             .inc();
+    }
+
+    pub fn set_schedules_held(&self, held: usize) {
+        self.schedules_held.set(held.min(i64::MAX as usize) as i64);
     }
 
     pub fn schedule_lateness(&self, seconds: f64) {

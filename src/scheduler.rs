@@ -14,11 +14,18 @@
 //!   step was long: an `every: 30s` check silent for an hour. When the
 //!   clock reads earlier than it did, each timer whose tick is later than
 //!   its schedule allows from the new time starts again from it.
+//! - A schedule whose last finished run was abandoned (herald died during
+//!   it three starts in a row, [`crate::engine::queue::MAX_RECOVERED_STARTS`])
+//!   is held: that run may be what kills herald, and a timer firing it
+//!   again would kill herald at every tick. The hold lifts when the
+//!   definition changes, or when a later run of the schedule finishes (a
+//!   resume of the abandoned one, say).
 
 use crate::definition::{Definition, DefinitionSet, SharedDefinitions, Timing};
+use crate::engine::queue::ABANDONED;
 use crate::engine::{Engine, RunRequest};
 use crate::metrics::Metrics;
-use crate::store::{RunQuery, Store};
+use crate::store::{RunQuery, RunStatus, Store};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -31,6 +38,10 @@ use tokio::sync::watch;
 /// The longest the scheduler sleeps, so reloads are picked up promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(250);
 
+/// How many of a schedule's newest runs are read for the last finished
+/// one (the newer ones may be queued, or going after a crash).
+const RUNS_READ_FOR_HOLD: usize = 20;
+
 /// Where the scheduler reads the time: the system's wall clock, or in a
 /// test one that can be stepped.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -41,6 +52,8 @@ pub struct Scheduler {
     store: Store,
     metrics: Arc<Metrics>,
     next_runs: ArcSwap<HashMap<String, DateTime<Utc>>>,
+    /// Held schedules, and the abandoned run that holds each.
+    holds: ArcSwap<HashMap<String, String>>,
     clock: Clock,
 }
 
@@ -51,6 +64,12 @@ struct Timer {
     /// …and when it fires, with jitter.
     next: DateTime<Utc>,
     running: Arc<AtomicBool>,
+    /// The abandoned run holding this schedule, when it is held.
+    held_by: Option<String>,
+    /// Whether `held_by` was worked out for this timer. A run is given up
+    /// only as herald starts, before the timers are made, so a schedule
+    /// found free then stays free; a held one is looked at each tick.
+    hold_known: bool,
 }
 
 impl Scheduler {
@@ -66,6 +85,7 @@ impl Scheduler {
             store,
             metrics,
             next_runs: ArcSwap::from_pointee(HashMap::new()),
+            holds: ArcSwap::from_pointee(HashMap::new()),
             clock: Arc::new(Utc::now),
         }
     }
@@ -79,6 +99,11 @@ impl Scheduler {
     /// When each scheduled definition runs next.
     pub fn next_run(&self, name: &str) -> Option<DateTime<Utc>> {
         self.next_runs.load().get(name).copied()
+    }
+
+    /// The abandoned run holding `name`'s schedule, if it is held.
+    pub fn held_by(&self, name: &str) -> Option<String> {
+        self.holds.load().get(name).cloned()
     }
 
     /// Runs the timers until `stop` turns true.
@@ -102,9 +127,17 @@ impl Scheduler {
                     let Some(definition) = set.get(name) else {
                         continue;
                     };
-                    let late = ((this.clock)() - timer.next).to_std().unwrap_or_default();
-                    this.metrics.schedule_lateness(late.as_secs_f64());
-                    this.fire(&definition, timer);
+                    if !timer.hold_known || timer.held_by.is_some() {
+                        this.follow_hold(&definition, timer);
+                        timer.hold_known = true;
+                    }
+                    if timer.held_by.is_some() {
+                        this.metrics.schedule_tick_skipped(name);
+                    } else {
+                        let late = ((this.clock)() - timer.next).to_std().unwrap_or_default();
+                        this.metrics.schedule_lateness(late.as_secs_f64());
+                        this.fire(&definition, timer);
+                    }
                     // The tick after this one; ticks already past are not
                     // replayed, the schedule resumes from now.
                     timer.base = match after(&definition, timer.base) {
@@ -116,6 +149,12 @@ impl Scheduler {
                 this.next_runs.store(Arc::new(
                     timers.iter().map(|(n, t)| (n.clone(), t.next)).collect(),
                 ));
+                let holds: HashMap<String, String> = timers
+                    .iter()
+                    .filter_map(|(n, t)| Some((n.clone(), t.held_by.clone()?)))
+                    .collect();
+                this.metrics.set_schedules_held(holds.len());
+                this.holds.store(Arc::new(holds));
                 let earliest = timers.values().map(|t| t.next).min();
                 // Until the earliest tick (now, if it is past), and never
                 // longer than MAX_SLEEP so reloads are seen; with no timers
@@ -166,6 +205,8 @@ impl Scheduler {
                     base,
                     next: base + jitter(definition),
                     running,
+                    held_by: None,
+                    hold_known: false,
                 },
             );
         }
@@ -200,6 +241,53 @@ impl Scheduler {
         after(definition, now).unwrap_or(now + chrono::Duration::days(365))
     }
 
+    /// Whether `definition`'s last finished scheduled run, of this
+    /// version, was abandoned: then that run's id.
+    fn abandoned_run(&self, definition: &Definition) -> Option<String> {
+        let page = self
+            .store
+            .list_runs(&RunQuery {
+                definition: Some(definition.name.clone()),
+                source: Some("schedule".into()),
+                limit: RUNS_READ_FOR_HOLD,
+                ..RunQuery::default()
+            })
+            .ok()?;
+        let last = page.runs.into_iter().find(|r| r.is_finished())?;
+        let abandoned = last.status == RunStatus::Failed
+            && last.definition_version == definition.version_hash
+            && last
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.error_type == ABANDONED);
+        abandoned.then_some(last.run_id)
+    }
+
+    /// Holds or releases `timer` by what its last run came to, saying so
+    /// when that changes.
+    fn follow_hold(&self, definition: &Definition, timer: &mut Timer) {
+        let held_by = self.abandoned_run(definition);
+        if held_by == timer.held_by {
+            return;
+        }
+        match &held_by {
+            Some(run_id) => tracing::error!(
+                definition = %definition.name,
+                run_id,
+                "schedule: held, its ticks skipped: its last run was abandoned because herald \
+                 stopped during it {MAX_STARTS} starts in a row, and may be what stops herald. \
+                 Change the definition, or resume the run once the cause is known \
+                 (`herald runs resume {run_id}`): either releases the schedule",
+                MAX_STARTS = crate::engine::queue::MAX_RECOVERED_STARTS,
+            ),
+            None => tracing::info!(
+                definition = %definition.name,
+                "schedule: released, its ticks run again"
+            ),
+        }
+        timer.held_by = held_by;
+    }
+
     fn fire(&self, definition: &Arc<Definition>, timer: &Timer) {
         let Some(going) = Going::claim(&timer.running) else {
             self.metrics.schedule_tick_skipped(&definition.name);
@@ -214,7 +302,22 @@ impl Scheduler {
                 source: Some("schedule".to_string()),
                 ..RunRequest::default()
             };
-            if let Err(e) = engine.run(&definition, request).await {
+            let record = Engine::new_record(&definition, request);
+            // On disk before it begins: if the run kills herald at once,
+            // the next start still finds it, continues it and counts that,
+            // so a run that kills herald at every start is given up and
+            // its schedule held (above), not fired again at every tick.
+            if let Some(store) = engine.store() {
+                let recorded = match store.put_run(&record) {
+                    Ok(()) => store.flush_grouped().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = recorded {
+                    tracing::error!(definition = %definition.name, error = %e, "schedule: run could not be recorded");
+                    return;
+                }
+            }
+            if let Err(e) = engine.run_record(&definition, record).await {
                 tracing::error!(definition = %definition.name, error = %e, "schedule: run could not be recorded");
             }
         });

@@ -1,6 +1,7 @@
 //! The scheduler against the real daemon: counts with tolerant bounds, no
 //! overlap with a slow node, reload adds and removes timers, one catch-up
 //! run after a restart (and none with catch_up false), next run times shown;
+//! a schedule held once its run was abandoned in a crash loop;
 //! and, in-process with a clock the test steps, timers that go on after
 //! the wall clock is stepped back.
 
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+use support::Receiver;
 use support::daemon::{Daemon, Workspace};
 
 fn every(interval: &str, catch_up: bool) -> Value {
@@ -144,6 +146,162 @@ async fn reload_adds_and_removes_schedules() {
         scheduled_runs(&d, "keep").await.len() >= 3,
         "the other schedule was not disturbed"
     );
+}
+
+async fn get_json(d: &Daemon, path: &str) -> Value {
+    reqwest::get(d.url(path))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Whether run `id` has a stage RUNNING that this process began (at or
+/// after `began`).
+async fn going(d: &Daemon, id: &str, began: chrono::DateTime<Utc>) -> bool {
+    let detail = get_json(d, &format!("/orchestration/pipeline/{id}/")).await;
+    detail["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|stage| {
+            stage["status"] == "RUNNING"
+                && stage["started_at"]
+                    .as_str()
+                    .and_then(|at| at.parse::<chrono::DateTime<Utc>>().ok())
+                    .is_some_and(|at| at >= began)
+        })
+}
+
+/// Waits until `pick` names a run going in this process (see [`going`]).
+async fn wait_going(
+    d: &Daemon,
+    began: chrono::DateTime<Utc>,
+    pick: impl AsyncFn() -> Option<String>,
+) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(id) = pick().await
+            && going(d, &id, began).await
+        {
+            return id;
+        }
+        if std::time::Instant::now() >= deadline {
+            let id = pick().await.unwrap_or_default();
+            let run = get_json(d, &format!("/orchestration/pipeline/{id}/")).await;
+            panic!("run {id} never began in this process: {run:#}\n{}", d.log());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A scheduled run that herald dies during at every start is abandoned by
+/// the queue (as any job is); its schedule must then stop firing, or each
+/// tick would start a run that kills herald again. Changing the
+/// definition releases it.
+#[tokio::test]
+async fn a_schedule_whose_run_was_abandoned_is_held_until_the_definition_changes() {
+    // A notify that never answers in the test's time: herald is killed
+    // while it waits, as if that run were what killed it.
+    let receiver = Receiver::start_with_delay(Duration::from_secs(120)).await;
+    let ws = Workspace::new(&format!(
+        "[notify.webhook.hang]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    let definition = |description: &str| {
+        json!({"version": "1", "description": description,
+               "schedule": {"every": "1s", "catch_up": false},
+               "nodes": [{"id": "n", "type": "notify", "retries": 0, "timeout": "100s",
+                          "config": {"driver": "webhook", "channel": "hang"}}]})
+    };
+    ws.definition("stuck", &definition("first"));
+    let mut began = Utc::now();
+    let mut d = ws.start();
+    let first = wait_going(&d, began, async || {
+        let runs = scheduled_runs(&d, "stuck").await;
+        runs.first()
+            .and_then(|r| r["run_id"].as_str())
+            .map(str::to_string)
+    })
+    .await;
+    // Begun by the process that fired it, then by three restarts.
+    for _ in 0..3 {
+        d.kill9();
+        began = Utc::now();
+        d = ws.start();
+        wait_going(&d, began, async || Some(first.clone())).await;
+    }
+    d.kill9();
+    let held_from = Utc::now();
+    let d = ws.start();
+    let abandoned = get_json(&d, &format!("/orchestration/pipeline/{first}/")).await;
+    assert_eq!(
+        abandoned["last_error"]["error_type"], "abandoned",
+        "{abandoned:#}"
+    );
+
+    // Three ticks go by: none starts a run.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let fired_since = |runs: &[Value], since: chrono::DateTime<Utc>| {
+        runs.iter()
+            .filter(|r| {
+                r["created_at"]
+                    .as_str()
+                    .and_then(|at| at.parse::<chrono::DateTime<Utc>>().ok())
+                    .is_some_and(|at| at >= since)
+            })
+            .count()
+    };
+    let runs = scheduled_runs(&d, "stuck").await;
+    assert_eq!(fired_since(&runs, held_from), 0, "{runs:#?}");
+    let shown = get_json(&d, "/orchestration/definitions/stuck/").await;
+    assert_eq!(shown["schedule_held_by"], first.as_str(), "{shown:#}");
+    let listed = get_json(&d, "/orchestration/definitions/").await;
+    assert!(
+        listed["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "stuck" && i["schedule_held_by"] == first.as_str()),
+        "{listed:#}"
+    );
+    let metrics = reqwest::get(d.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("herald_schedules_held 1"), "{metrics}");
+    let cli = ws.command(&["definitions"]).output().unwrap();
+    let cli = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.contains(&format!(
+            "schedule held: its last run {first} was abandoned"
+        )),
+        "{cli}"
+    );
+
+    assert!(
+        d.log().contains("schedule: held") && d.log().contains(&first),
+        "{}",
+        d.log()
+    );
+
+    // A changed definition is a new version: its schedule runs again.
+    let released_from = Utc::now();
+    ws.definition("stuck", &definition("second"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while fired_since(&scheduled_runs(&d, "stuck").await, released_from) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the changed definition never ran:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = get_json(&d, "/orchestration/definitions/stuck/").await;
+    assert!(shown["schedule_held_by"].is_null(), "{shown:#}");
 }
 
 async fn catch_up_after_restart(catch_up: bool) -> usize {

@@ -48,6 +48,11 @@ pub enum QueueError {
 /// the first taken.
 pub const MAX_RECOVERED_STARTS: u32 = 3;
 
+/// The error type of a run the queue gave up on (see
+/// [`MAX_RECOVERED_STARTS`]); the scheduler holds a schedule whose last
+/// run ended so.
+pub const ABANDONED: &str = "abandoned";
+
 /// How many recovered jobs a process counts as it begins them, at least.
 /// A flush for every one slowed the draining of a crash's backlog by a
 /// third (30,000 jobs: 21 – 23 s against 15 s).
@@ -394,7 +399,7 @@ fn abandon(
          time before it finished{during}; not started again by itself, in case it is what \
          stops herald. `herald runs resume {run_id}` continues it"
     );
-    fail_run(store, metrics, record, "abandoned", node, message)?;
+    fail_run(store, metrics, record, ABANDONED, node, message)?;
     store.remove_job(&run_id)
 }
 

@@ -13,17 +13,26 @@ use std::sync::Arc;
 pub fn list(app: &App) -> Resp {
     let mut items = app.definitions.load().summaries();
     for item in &mut items {
-        if let Some(next) = item["name"]
-            .as_str()
-            .and_then(|n| app.scheduler.next_run(n))
-        {
-            item["next_run"] = json!(next);
-        }
+        let Some(name) = item["name"].as_str().map(str::to_string) else {
+            continue;
+        };
+        schedule_state(app, &name, item);
     }
     json(
         StatusCode::OK,
         &json!({"count": items.len(), "results": items}),
     )
+}
+
+/// When a scheduled definition runs next, and the run holding its
+/// schedule if it is held ([`crate::scheduler`]).
+fn schedule_state(app: &App, name: &str, out: &mut serde_json::Value) {
+    if let Some(next) = app.scheduler.next_run(name) {
+        out["next_run"] = json!(next);
+    }
+    if let Some(run_id) = app.scheduler.held_by(name) {
+        out["schedule_held_by"] = json!(run_id);
+    }
 }
 
 fn unknown(app: &App, name: &str) -> ApiError {
@@ -51,9 +60,7 @@ pub fn detail(app: &App, name: &str) -> Result<Resp, ApiError> {
     };
     if let Some(d) = set.get(name) {
         let mut out = d.summary();
-        if let Some(next) = app.scheduler.next_run(name) {
-            out["next_run"] = json!(next);
-        }
+        schedule_state(app, name, &mut out);
         out["definition"] = d.document.clone();
         out["recent_runs"] = json!(runs(name)?);
         return Ok(json(StatusCode::OK, &out));
