@@ -111,12 +111,7 @@ async fn a_slow_run_is_never_overlapped() {
         "{}",
         d.log()
     );
-    let metrics = reqwest::get(d.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&d).await;
     assert!(
         metrics.contains("herald_schedule_ticks_skipped_total{definition=\"slow\"}"),
         "{metrics}"
@@ -146,6 +141,15 @@ async fn reload_adds_and_removes_schedules() {
         scheduled_runs(&d, "keep").await.len() >= 3,
         "the other schedule was not disturbed"
     );
+}
+
+async fn metrics_text(d: &Daemon) -> String {
+    reqwest::get(d.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 async fn get_json(d: &Daemon, path: &str) -> Value {
@@ -266,12 +270,7 @@ async fn a_schedule_whose_run_was_abandoned_is_held_until_the_definition_changes
             .any(|i| i["name"] == "stuck" && i["schedule_held_by"] == first.as_str()),
         "{listed:#}"
     );
-    let metrics = reqwest::get(d.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&d).await;
     assert!(metrics.contains("herald_schedules_held 1"), "{metrics}");
     let cli = ws.command(&["definitions"]).output().unwrap();
     let cli = String::from_utf8_lossy(&cli.stdout);
