@@ -3,7 +3,9 @@
 //! `schedule` and no payload.
 //!
 //! - A tick that finds the previous run of the same definition still going
-//!   is skipped, counted and logged: runs never overlap.
+//!   is skipped, counted and logged: runs never overlap. That includes a
+//!   run an earlier process left unfinished, which the queue continues
+//!   after a restart.
 //! - The set of schedules follows reloads: a new, changed or removed
 //!   definition changes only its own timer.
 //! - After downtime, missed ticks are not replayed: at most one catch-up
@@ -64,6 +66,9 @@ struct Timer {
     /// …and when it fires, with jitter.
     next: DateTime<Utc>,
     running: Arc<AtomicBool>,
+    /// A run of this schedule that an earlier process left unfinished,
+    /// while the queue continues it: ticks wait for it as for their own.
+    recovering: Option<String>,
     /// The abandoned run holding this schedule, when it is held.
     held_by: Option<String>,
     /// Whether `held_by` was worked out for this timer. A run is given up
@@ -133,6 +138,9 @@ impl Scheduler {
                     }
                     if timer.held_by.is_some() {
                         this.metrics.schedule_tick_skipped(name);
+                    } else if this.still_recovering(timer) {
+                        this.metrics.schedule_tick_skipped(name);
+                        tracing::warn!(definition = %name, run_id = timer.recovering.as_deref().unwrap_or_default(), "schedule: tick skipped, the previous run is still going (left by the last stop, continued by the queue)");
                     } else {
                         let late = ((this.clock)() - timer.next).to_std().unwrap_or_default();
                         this.metrics.schedule_lateness(late.as_secs_f64());
@@ -205,6 +213,11 @@ impl Scheduler {
                     base,
                     next: base + jitter(definition),
                     running,
+                    recovering: if known {
+                        None
+                    } else {
+                        self.unfinished_run(definition)
+                    },
                     held_by: None,
                     hold_known: false,
                 },
@@ -239,6 +252,35 @@ impl Scheduler {
             return now;
         }
         after(definition, now).unwrap_or(now + chrono::Duration::days(365))
+    }
+
+    /// The newest scheduled run of `definition`, if an earlier process
+    /// left it unfinished (the queue continues it after a restart).
+    fn unfinished_run(&self, definition: &Definition) -> Option<String> {
+        let page = self
+            .store
+            .list_runs(&RunQuery {
+                definition: Some(definition.name.clone()),
+                source: Some("schedule".into()),
+                limit: 1,
+                ..RunQuery::default()
+            })
+            .ok()?;
+        let newest = page.runs.into_iter().next()?;
+        (!newest.is_finished()).then_some(newest.run_id)
+    }
+
+    /// Whether the run `timer` waits for is still going; forgets it once
+    /// it has finished (or is gone).
+    fn still_recovering(&self, timer: &mut Timer) -> bool {
+        let Some(run_id) = &timer.recovering else {
+            return false;
+        };
+        let going = matches!(self.store.get_run(run_id), Ok(Some(run)) if !run.is_finished());
+        if !going {
+            timer.recovering = None;
+        }
+        going
     }
 
     /// Whether `definition`'s last finished scheduled run, of this

@@ -200,6 +200,69 @@ async fn wait_going(
     }
 }
 
+/// A scheduled run cut short by a crash is continued after the restart
+/// (by the queue), and the schedule's ticks wait for it as for a run of
+/// their own: the two never overlap.
+#[tokio::test]
+async fn a_run_left_by_a_crash_is_not_overlapped_after_the_restart() {
+    let receiver = Receiver::start_with_delay(Duration::from_millis(3000)).await;
+    let ws = Workspace::new(&format!(
+        "[notify.webhook.slow]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    ws.definition(
+        "slow",
+        &json!({"version": "1", "schedule": {"every": "1s"},
+        "nodes": [{"id": "n", "type": "notify", "retries": 0, "timeout": "20s",
+                   "config": {"driver": "webhook", "channel": "slow"}}]}),
+    );
+    let began = Utc::now();
+    let mut d = ws.start();
+    let first = wait_going(&d, began, async || {
+        let runs = scheduled_runs(&d, "slow").await;
+        runs.first()
+            .and_then(|r| r["run_id"].as_str())
+            .map(str::to_string)
+    })
+    .await;
+    d.kill9();
+    let restarted = Utc::now();
+    let d = ws.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let finished_at = loop {
+        let run = get_json(&d, &format!("/orchestration/pipeline/{first}/")).await;
+        if let Some(at) = run["completed_at"].as_str() {
+            assert_eq!(run["status"], "NOTIFIED", "{run:#}");
+            break at.parse::<chrono::DateTime<Utc>>().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{run:#}\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let at = |r: &Value| {
+        r["created_at"]
+            .as_str()
+            .and_then(|at| at.parse::<chrono::DateTime<Utc>>().ok())
+            .unwrap()
+    };
+    let runs = scheduled_runs(&d, "slow").await;
+    let overlapping: Vec<&Value> = runs
+        .iter()
+        .filter(|r| r["run_id"] != first.as_str() && at(r) >= restarted && at(r) < finished_at)
+        .collect();
+    assert!(overlapping.is_empty(), "{overlapping:#?}");
+    assert!(d.log().contains("left by the last stop"), "{}", d.log());
+    // Then the schedule goes on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !scheduled_runs(&d, "slow")
+        .await
+        .iter()
+        .any(|r| at(r) > finished_at)
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A scheduled run that herald dies during at every start is abandoned by
 /// the queue (as any job is); its schedule must then stop firing, or each
 /// tick would start a run that kills herald again. Changing the
