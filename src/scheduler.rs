@@ -27,7 +27,7 @@ use crate::definition::{Definition, DefinitionSet, SharedDefinitions, Timing};
 use crate::engine::queue::ABANDONED;
 use crate::engine::{Engine, RunRequest};
 use crate::metrics::Metrics;
-use crate::store::{RunQuery, RunStatus, Store};
+use crate::store::{PipelineRun, RunQuery, RunStatus, Store};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -234,15 +234,9 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> DateTime<Utc> {
         let last = self
-            .store
-            .list_runs(&RunQuery {
-                definition: Some(definition.name.clone()),
-                source: Some("schedule".into()),
-                limit: 1,
-                ..RunQuery::default()
-            })
-            .ok()
-            .and_then(|p| p.runs.into_iter().next())
+            .newest_runs(definition, 1)
+            .into_iter()
+            .next()
             .map(|r| r.created_at);
         if let Some(last) = last
             && catch_up
@@ -254,19 +248,24 @@ impl Scheduler {
         after(definition, now).unwrap_or(now + chrono::Duration::days(365))
     }
 
-    /// The newest scheduled run of `definition`, if an earlier process
-    /// left it unfinished (the queue continues it after a restart).
-    fn unfinished_run(&self, definition: &Definition) -> Option<String> {
-        let page = self
-            .store
+    /// Up to `limit` of `definition`'s scheduled runs, newest first (none
+    /// when the store cannot say: the timers go on).
+    fn newest_runs(&self, definition: &Definition, limit: usize) -> Vec<PipelineRun> {
+        self.store
             .list_runs(&RunQuery {
                 definition: Some(definition.name.clone()),
                 source: Some("schedule".into()),
-                limit: 1,
+                limit,
                 ..RunQuery::default()
             })
-            .ok()?;
-        let newest = page.runs.into_iter().next()?;
+            .map(|page| page.runs)
+            .unwrap_or_default()
+    }
+
+    /// The newest scheduled run of `definition`, if an earlier process
+    /// left it unfinished (the queue continues it after a restart).
+    fn unfinished_run(&self, definition: &Definition) -> Option<String> {
+        let newest = self.newest_runs(definition, 1).into_iter().next()?;
         (!newest.is_finished()).then_some(newest.run_id)
     }
 
@@ -286,16 +285,10 @@ impl Scheduler {
     /// Whether `definition`'s last finished scheduled run, of this
     /// version, was abandoned: then that run's id.
     fn abandoned_run(&self, definition: &Definition) -> Option<String> {
-        let page = self
-            .store
-            .list_runs(&RunQuery {
-                definition: Some(definition.name.clone()),
-                source: Some("schedule".into()),
-                limit: RUNS_READ_FOR_HOLD,
-                ..RunQuery::default()
-            })
-            .ok()?;
-        let last = page.runs.into_iter().find(|r| r.is_finished())?;
+        let last = self
+            .newest_runs(definition, RUNS_READ_FOR_HOLD)
+            .into_iter()
+            .find(|r| r.is_finished())?;
         let abandoned = last.status == RunStatus::Failed
             && last.definition_version == definition.version_hash
             && last

@@ -10,25 +10,13 @@
 
 mod support;
 
+use herald::alerts::DRIVERS;
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use support::daemon::Workspace;
 
 const SEED: u64 = 20_261_130;
 const REQUESTS: usize = 2000;
-
-const DRIVERS: [&str; 10] = [
-    "alertmanager",
-    "grafana",
-    "prometheus",
-    "pagerduty",
-    "datadog",
-    "newrelic",
-    "opsgenie",
-    "zabbix",
-    "generic",
-    "herald",
-];
 
 /// Values no sender should put where herald reads something else.
 fn hostile() -> Vec<Value> {
