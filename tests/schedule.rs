@@ -143,6 +143,11 @@ async fn reload_adds_and_removes_schedules() {
     );
 }
 
+/// The time in `record[field]`, if it holds one.
+fn time_of(record: &Value, field: &str) -> Option<chrono::DateTime<Utc>> {
+    record[field].as_str()?.parse().ok()
+}
+
 async fn metrics_text(d: &Daemon) -> String {
     reqwest::get(d.url("/metrics"))
         .await
@@ -171,10 +176,7 @@ async fn going(d: &Daemon, id: &str, began: chrono::DateTime<Utc>) -> bool {
         .flatten()
         .any(|stage| {
             stage["status"] == "RUNNING"
-                && stage["started_at"]
-                    .as_str()
-                    .and_then(|at| at.parse::<chrono::DateTime<Utc>>().ok())
-                    .is_some_and(|at| at >= began)
+                && time_of(stage, "started_at").is_some_and(|at| at >= began)
         })
 }
 
@@ -231,19 +233,14 @@ async fn a_run_left_by_a_crash_is_not_overlapped_after_the_restart() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let finished_at = loop {
         let run = get_json(&d, &format!("/orchestration/pipeline/{first}/")).await;
-        if let Some(at) = run["completed_at"].as_str() {
+        if let Some(at) = time_of(&run, "completed_at") {
             assert_eq!(run["status"], "NOTIFIED", "{run:#}");
-            break at.parse::<chrono::DateTime<Utc>>().unwrap();
+            break at;
         }
         assert!(std::time::Instant::now() < deadline, "{run:#}\n{}", d.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let at = |r: &Value| {
-        r["created_at"]
-            .as_str()
-            .and_then(|at| at.parse::<chrono::DateTime<Utc>>().ok())
-            .unwrap()
-    };
+    let at = |r: &Value| time_of(r, "created_at").unwrap();
     let runs = scheduled_runs(&d, "slow").await;
     let overlapping: Vec<&Value> = runs
         .iter()
@@ -312,12 +309,7 @@ async fn a_schedule_whose_run_was_abandoned_is_held_until_the_definition_changes
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let fired_since = |runs: &[Value], since: chrono::DateTime<Utc>| {
         runs.iter()
-            .filter(|r| {
-                r["created_at"]
-                    .as_str()
-                    .and_then(|at| at.parse::<chrono::DateTime<Utc>>().ok())
-                    .is_some_and(|at| at >= since)
-            })
+            .filter(|r| time_of(r, "created_at").is_some_and(|at| at >= since))
             .count()
     };
     let runs = scheduled_runs(&d, "stuck").await;
