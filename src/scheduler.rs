@@ -197,10 +197,17 @@ impl Scheduler {
                 continue;
             }
             let known = timers.contains_key(&definition.name);
+            // New to this process: its last run tells whether a tick was
+            // missed, and whether an earlier process left it going.
+            let last = if known {
+                None
+            } else {
+                self.newest_runs(definition, 1).into_iter().next()
+            };
             let base = if known {
                 after(definition, now).unwrap_or(now + chrono::Duration::days(365))
             } else {
-                self.first_run(definition, schedule.catch_up, now)
+                first_run(definition, last.as_ref(), schedule.catch_up, now)
             };
             let running = timers
                 .remove(&definition.name)
@@ -213,39 +220,12 @@ impl Scheduler {
                     base,
                     next: base + jitter(definition),
                     running,
-                    recovering: if known {
-                        None
-                    } else {
-                        self.unfinished_run(definition)
-                    },
+                    recovering: last.filter(|r| !r.is_finished()).map(|r| r.run_id),
                     held_by: None,
                     hold_known: false,
                 },
             );
         }
-    }
-
-    /// The first run after start: one catch-up run now if a tick was
-    /// missed while herald was down, else the next tick.
-    fn first_run(
-        &self,
-        definition: &Definition,
-        catch_up: bool,
-        now: DateTime<Utc>,
-    ) -> DateTime<Utc> {
-        let last = self
-            .newest_runs(definition, 1)
-            .into_iter()
-            .next()
-            .map(|r| r.created_at);
-        if let Some(last) = last
-            && catch_up
-            && after(definition, last).is_some_and(|missed| missed < now)
-        {
-            tracing::info!(definition = %definition.name, last = %last, "schedule: one catch-up run for the ticks missed while down");
-            return now;
-        }
-        after(definition, now).unwrap_or(now + chrono::Duration::days(365))
     }
 
     /// Up to `limit` of `definition`'s scheduled runs, newest first (none
@@ -260,13 +240,6 @@ impl Scheduler {
             })
             .map(|page| page.runs)
             .unwrap_or_default()
-    }
-
-    /// The newest scheduled run of `definition`, if an earlier process
-    /// left it unfinished (the queue continues it after a restart).
-    fn unfinished_run(&self, definition: &Definition) -> Option<String> {
-        let newest = self.newest_runs(definition, 1).into_iter().next()?;
-        (!newest.is_finished()).then_some(newest.run_id)
     }
 
     /// Whether the run `timer` waits for is still going; forgets it once
@@ -377,6 +350,25 @@ impl Drop for Going {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
+}
+
+/// The first tick of a timer new to this process: one catch-up run now
+/// if a tick was missed since `last` (the schedule's newest run) while
+/// herald was down, else the next tick.
+fn first_run(
+    definition: &Definition,
+    last: Option<&PipelineRun>,
+    catch_up: bool,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    if let Some(last) = last.map(|r| r.created_at)
+        && catch_up
+        && after(definition, last).is_some_and(|missed| missed < now)
+    {
+        tracing::info!(definition = %definition.name, last = %last, "schedule: one catch-up run for the ticks missed while down");
+        return now;
+    }
+    after(definition, now).unwrap_or(now + chrono::Duration::days(365))
 }
 
 /// The wall clock read `now`, earlier than the `previous` reading.
