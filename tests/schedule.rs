@@ -202,31 +202,41 @@ async fn wait_going(
     }
 }
 
+/// A receiver that answers after `delay`, a workspace whose `[notify.webhook.target]`
+/// channel points at it, and a definition that notifies it every second.
+async fn notifying_schedule(delay: Duration) -> (Receiver, Workspace) {
+    let receiver = Receiver::start_with_delay(delay).await;
+    let ws = Workspace::new(&format!(
+        "[notify.webhook.target]\nurl = \"{}\"\n",
+        receiver.url("/")
+    ));
+    (receiver, ws)
+}
+
+/// The definition of [`notifying_schedule`]: every second, one notify.
+fn notify_every_second(description: &str, catch_up: bool) -> Value {
+    json!({"version": "1", "description": description,
+           "schedule": {"every": "1s", "catch_up": catch_up},
+           "nodes": [{"id": "n", "type": "notify", "retries": 0, "timeout": "100s",
+                      "config": {"driver": "webhook", "channel": "target"}}]})
+}
+
+/// The id of `name`'s newest scheduled run, if it has one.
+async fn newest_scheduled_run(d: &Daemon, name: &str) -> Option<String> {
+    let runs = scheduled_runs(d, name).await;
+    runs.first()?["run_id"].as_str().map(str::to_string)
+}
+
 /// A scheduled run cut short by a crash is continued after the restart
 /// (by the queue), and the schedule's ticks wait for it as for a run of
 /// their own: the two never overlap.
 #[tokio::test]
 async fn a_run_left_by_a_crash_is_not_overlapped_after_the_restart() {
-    let receiver = Receiver::start_with_delay(Duration::from_millis(3000)).await;
-    let ws = Workspace::new(&format!(
-        "[notify.webhook.slow]\nurl = \"{}\"\n",
-        receiver.url("/")
-    ));
-    ws.definition(
-        "slow",
-        &json!({"version": "1", "schedule": {"every": "1s"},
-        "nodes": [{"id": "n", "type": "notify", "retries": 0, "timeout": "20s",
-                   "config": {"driver": "webhook", "channel": "slow"}}]}),
-    );
+    let (_receiver, ws) = notifying_schedule(Duration::from_millis(3000)).await;
+    ws.definition("slow", &notify_every_second("", true));
     let began = Utc::now();
     let mut d = ws.start();
-    let first = wait_going(&d, began, async || {
-        let runs = scheduled_runs(&d, "slow").await;
-        runs.first()
-            .and_then(|r| r["run_id"].as_str())
-            .map(str::to_string)
-    })
-    .await;
+    let first = wait_going(&d, began, async || newest_scheduled_run(&d, "slow").await).await;
     d.kill9();
     let restarted = Utc::now();
     let d = ws.start();
@@ -268,27 +278,11 @@ async fn a_run_left_by_a_crash_is_not_overlapped_after_the_restart() {
 async fn a_schedule_whose_run_was_abandoned_is_held_until_the_definition_changes() {
     // A notify that never answers in the test's time: herald is killed
     // while it waits, as if that run were what killed it.
-    let receiver = Receiver::start_with_delay(Duration::from_secs(120)).await;
-    let ws = Workspace::new(&format!(
-        "[notify.webhook.hang]\nurl = \"{}\"\n",
-        receiver.url("/")
-    ));
-    let definition = |description: &str| {
-        json!({"version": "1", "description": description,
-               "schedule": {"every": "1s", "catch_up": false},
-               "nodes": [{"id": "n", "type": "notify", "retries": 0, "timeout": "100s",
-                          "config": {"driver": "webhook", "channel": "hang"}}]})
-    };
-    ws.definition("stuck", &definition("first"));
+    let (_receiver, ws) = notifying_schedule(Duration::from_secs(120)).await;
+    ws.definition("stuck", &notify_every_second("first", false));
     let mut began = Utc::now();
     let mut d = ws.start();
-    let first = wait_going(&d, began, async || {
-        let runs = scheduled_runs(&d, "stuck").await;
-        runs.first()
-            .and_then(|r| r["run_id"].as_str())
-            .map(str::to_string)
-    })
-    .await;
+    let first = wait_going(&d, began, async || newest_scheduled_run(&d, "stuck").await).await;
     // Begun by the process that fired it, then by three restarts.
     for _ in 0..3 {
         d.kill9();
@@ -344,7 +338,7 @@ async fn a_schedule_whose_run_was_abandoned_is_held_until_the_definition_changes
 
     // A changed definition is a new version: its schedule runs again.
     let released_from = Utc::now();
-    ws.definition("stuck", &definition("second"));
+    ws.definition("stuck", &notify_every_second("second", false));
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while fired_since(&scheduled_runs(&d, "stuck").await, released_from) == 0 {
         assert!(
